@@ -1,0 +1,46 @@
+"""Test configuration: real servers (tests/testbed) and a real PostgreSQL for Django.
+
+Tests run on PostgreSQL, never SQLite: a throwaway cluster is started once per test session on a
+free loopback port (or TEST_DATABASE_URL names one that is already running).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+import pytest
+from django.conf import settings
+
+pytest_plugins = ["tests.testbed.fixtures", "tests.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from tests.testbed._proc import make_workdir, remove_tree
+    from tests.testbed.postgres import Postgres
+
+    workdir = make_workdir("tb-pg-")
+    server = Postgres(Path(workdir)).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        remove_tree(workdir)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(postgres_url: str) -> None:
+    """Point Django at the session's PostgreSQL before pytest-django creates the test database."""
+    parsed = dj_database_url.parse(postgres_url, conn_max_age=0)
+    default: dict[str, Any] = settings.DATABASES["default"]  # type: ignore[assignment]
+    default.clear()  # drop the SQLite OPTIONS too
+    default.update(parsed)
+    default["TEST"] = {"NAME": "test_tms"}

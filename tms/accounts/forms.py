@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from .models import Staff
+
+
+class LoginForm(AuthenticationForm):
+    """E-mail (or username) and password; e-mail addresses are matched case-insensitively."""
+
+    username = forms.CharField(label="E-mail", max_length=254, widget=forms.TextInput(attrs={"autofocus": True}))
+
+    def clean_username(self) -> str:
+        return str(self.cleaned_data["username"]).strip().lower()
+
+
+class StaffCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Staff.Role.choices, initial=Staff.Role.STAFF)
+    password = forms.CharField(
+        widget=forms.PasswordInput, required=False, min_length=8,
+        help_text="Leave empty to create the login without a password (it cannot sign in yet).",
+    )
+
+
+class StaffUpdateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    role = forms.ChoiceField(choices=Staff.Role.choices)
+    active = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,328 @@
+"""Settings, read from the environment (one file; see README "Settings").
+
+Every value has a development default that runs with nothing installed: SQLite under var/, a
+broker on the filesystem under var/, keys generated once under var/. With DEBUG off, secrets must
+be given. A bad value stops start-up with ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "filesystem"):
+        raise ImproperlyConfigured(f"{name}: expected a URL with scheme {'/'.join(schemes)}, got {value!r}")
+    return value
+
+
+def dev_secret(name: str, path: Path, make: Any) -> str:
+    """A development secret kept in var/ so that it survives restarts; never used with DEBUG off."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    print(f"settings: {name} not set; generated one for development in {path}", file=sys.stderr)
+    return value
+
+
+# ----------------------------------------------------------------------------- core
+
+DEBUG = env_bool("DEBUG", True)
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY: required when DEBUG is off")
+    from django.core.management.utils import get_random_secret_key
+
+    SECRET_KEY = dev_secret("SECRET_KEY", VAR_DIR / "secret_key", get_random_secret_key)
+
+# Secrets at rest (tms/crypto.py): comma-separated Fernet keys, the first encrypts, all decrypt.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS: required when DEBUG is off")
+    FIELD_ENCRYPTION_KEYS = [
+        dev_secret("FIELD_ENCRYPTION_KEYS", VAR_DIR / "field_encryption_key", lambda: Fernet.generate_key().decode())
+    ]
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS: each key must be 32 url-safe base64-encoded bytes (Fernet.generate_key())"
+        ) from None
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS: required when DEBUG is off")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "tms.accounts",
+    "mailboxes",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tms.accounts.middleware.StaffMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tms.urls"
+WSGI_APPLICATION = "tms.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tms.accounts.context_processors.staff",
+            ],
+        },
+    },
+]
+
+# ----------------------------------------------------------------------------- database
+
+_default_db = f"sqlite:///{VAR_DIR / 'tms.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60)}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one file: WAL lets readers run beside the writer, IMMEDIATE
+    # transactions take the write lock up front instead of failing half-way ("database is locked").
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ----------------------------------------------------------------------------- auth
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "media/"
+
+# ----------------------------------------------------------------------------- security
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# ----------------------------------------------------------------------------- REST API
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tms.accounts.permissions.IsStaffMember"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TMS mailboxes API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# ----------------------------------------------------------------------------- Celery
+
+_broker_dir = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL", "filesystem://", schemes=("filesystem", "redis", "rediss", "amqp", "amqps")
+)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    # kombu's filesystem transport: a broker that needs no server, for development and the demo.
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another worker
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+MAILBOX_POLL_INTERVAL = env_int("MAILBOX_POLL_INTERVAL", 60, minimum=1)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+
+# ----------------------------------------------------------------------------- mail integration
+
+# Outgoing connections to user-supplied IMAP/SMTP hosts refuse private and loopback addresses
+# (SSRF) unless this is set; tests and the local demo set it.
+MAILBOX_ALLOW_PRIVATE_HOSTS = env_bool("MAILBOX_ALLOW_PRIVATE_HOSTS", False)
+MAILBOX_CA_FILE = env_str("MAILBOX_CA_FILE")
+if MAILBOX_CA_FILE and not Path(MAILBOX_CA_FILE).is_file():
+    raise ImproperlyConfigured(f"MAILBOX_CA_FILE: no such file: {MAILBOX_CA_FILE}")
+MAILBOX_CONNECT_TIMEOUT = env_int("MAILBOX_CONNECT_TIMEOUT", 20, minimum=1)
+
+# The system relay for "Email Assistant" mail and for senders without a connected mailbox.
+RELAY_SMTP_URL = env_url("RELAY_SMTP_URL", "", schemes=("smtp", "smtp+starttls", "smtps"))
+RELAY_FROM_EMAIL = env_str("RELAY_FROM_EMAIL", "assistant@tms.localhost")
+if not re.fullmatch(r"[^@\s]+@[^@\s]+", RELAY_FROM_EMAIL):
+    raise ImproperlyConfigured(f"RELAY_FROM_EMAIL: not an e-mail address: {RELAY_FROM_EMAIL!r}")
+DEFAULT_FROM_EMAIL = RELAY_FROM_EMAIL
+RELAY_FROM_NAME = env_str("RELAY_FROM_NAME", "Email Assistant")
+# Everything django.core.mail sends goes through the outbound service (mailboxes/sending.py).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailboxes.mail_backend.EmailBackend")
+
+# Redis for what all workers share (send throttles, poll locks). Empty: the database does it
+# (fine for one machine and the demo).
+REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
+
+# OAuth providers. Endpoints are settings so that tests point them at a local OAuth server.
+GOOGLE_CLIENT_ID = env_str("GOOGLE_CLIENT_ID")
+GOOGLE_CLIENT_SECRET = env_str("GOOGLE_CLIENT_SECRET")
+GOOGLE_AUTH_URI = env_url("GOOGLE_AUTH_URI", "https://accounts.google.com/o/oauth2/auth", schemes=("https",))
+GOOGLE_TOKEN_URI = env_url("GOOGLE_TOKEN_URI", "https://oauth2.googleapis.com/token", schemes=("https",))
+GOOGLE_REVOKE_URI = env_url("GOOGLE_REVOKE_URI", "https://oauth2.googleapis.com/revoke", schemes=("https",))
+GOOGLE_IMAP_HOST = env_str("GOOGLE_IMAP_HOST", "imap.gmail.com")
+GOOGLE_IMAP_PORT = env_int("GOOGLE_IMAP_PORT", 993, minimum=1)
+GOOGLE_SMTP_HOST = env_str("GOOGLE_SMTP_HOST", "smtp.gmail.com")
+GOOGLE_SMTP_PORT = env_int("GOOGLE_SMTP_PORT", 465, minimum=1)
+
+MICROSOFT_CLIENT_ID = env_str("MICROSOFT_CLIENT_ID")
+MICROSOFT_CLIENT_SECRET = env_str("MICROSOFT_CLIENT_SECRET")
+MICROSOFT_AUTHORITY = env_url(
+    "MICROSOFT_AUTHORITY", "https://login.microsoftonline.com/common", schemes=("https",)
+)
+MICROSOFT_IMAP_HOST = env_str("MICROSOFT_IMAP_HOST", "outlook.office365.com")
+MICROSOFT_IMAP_PORT = env_int("MICROSOFT_IMAP_PORT", 993, minimum=1)
+MICROSOFT_SMTP_HOST = env_str("MICROSOFT_SMTP_HOST", "smtp.office365.com")
+MICROSOFT_SMTP_PORT = env_int("MICROSOFT_SMTP_PORT", 587, minimum=1)
+
+# ----------------------------------------------------------------------------- logging
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+PASSWORD_RESET_TIMEOUT = int(timedelta(hours=24).total_seconds())
