@@ -6,6 +6,7 @@ free loopback port (or TEST_DATABASE_URL names one that is already running).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import dj_database_url
 import pytest
 from django.conf import settings
+from django.db import connections
 
 pytest_plugins = ["tests.testbed.fixtures", "tests.fixtures"]
 
@@ -41,6 +43,17 @@ def django_db_modify_db_settings(postgres_url: str) -> None:
     """Point Django at the session's PostgreSQL before pytest-django creates the test database."""
     parsed = dj_database_url.parse(postgres_url, conn_max_age=0)
     default: dict[str, Any] = settings.DATABASES["default"]  # type: ignore[assignment]
-    default.clear()  # drop the SQLite OPTIONS too
-    default.update(parsed)
-    default["TEST"] = {"NAME": "test_tms"}
+    for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT"):
+        default[key] = parsed.get(key, "")
+    default["OPTIONS"] = {}  # the SQLite pragmas do not apply
+    default["CONN_MAX_AGE"] = 0
+    default["TEST"]["NAME"] = "test_tms"
+    # A connection object made before this point (by an import) would keep SQLite's backend class.
+    with contextlib.suppress(AttributeError):
+        del connections["default"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    """PBKDF2's deliberate slowness protects real passwords; in tests it only costs minutes."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
