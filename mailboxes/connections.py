@@ -22,13 +22,13 @@ from imapclient.exceptions import IMAPClientError
 from tms.net import NetError, Stage, connect_timeout, resolve, ssl_context
 
 from .models import Security
-from .providers import AuthorizationError, Endpoint, ProviderError, get_provider
+from .providers import AuthorizationError, Endpoint, ProviderError, SmtpAuth, get_provider
 
 if TYPE_CHECKING:
     from .models import Mailbox
 
 
-def _guard(endpoint: Endpoint) -> None:
+def guard(endpoint: Endpoint) -> None:
     if not endpoint.host:
         raise ProviderError("no server host configured", permanent=True, stage=Stage.DNS)
     try:
@@ -65,7 +65,7 @@ def imap_session(mailbox: Mailbox) -> Iterator[IMAPClient]:
     """An IMAPClient logged in to the mailbox, logged out afterwards."""
     provider = get_provider(mailbox.provider)
     endpoint = provider.imap_endpoint(mailbox)
-    _guard(endpoint)
+    guard(endpoint)
     try:
         client = IMAPClient(
             endpoint.host,
@@ -98,13 +98,16 @@ def imap_session(mailbox: Mailbox) -> Iterator[IMAPClient]:
             client.shutdown()
 
 
-async def smtp_connect(mailbox: Mailbox) -> aiosmtplib.SMTP:
-    """An aiosmtplib.SMTP connected and authenticated for the mailbox. The caller quits it."""
+def smtp_prepare(mailbox: Mailbox) -> tuple[Endpoint, SmtpAuth]:
+    """Where to submit and with what credentials; checks the address guard.
+
+    Synchronous on purpose: an OAuth mailbox may refresh its access token here, which touches the
+    database, and Django refuses database access inside an event loop. Call it before asyncio.
+    """
     provider = get_provider(mailbox.provider)
     endpoint = provider.smtp_endpoint(mailbox)
-    _guard(endpoint)
-    auth = provider.smtp_auth(mailbox)
-    return await smtp_open(endpoint, username=auth.username, password=auth.password, access_token=auth.access_token)
+    guard(endpoint)
+    return endpoint, provider.smtp_auth(mailbox)
 
 
 async def smtp_open(
@@ -133,6 +136,8 @@ async def smtp_open(
         if access_token:
             # Two steps instead of an initial response: some servers (Dovecot submission) limit the
             # first AUTH line to about 1 KB, and a JWT is longer. Google and Microsoft accept both.
+            if smtp.is_ehlo_or_helo_needed:  # implicit TLS: connect() sent no EHLO; servers want one before AUTH
+                await smtp.ehlo()
             response = await smtp.execute_command(b"AUTH", b"XOAUTH2")
             if response.code == 334:
                 response = await smtp.execute_command(

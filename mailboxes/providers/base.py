@@ -74,3 +74,32 @@ class Provider(ABC):
     @abstractmethod
     def smtp_auth(self, mailbox: Mailbox) -> SmtpAuth:
         """Credentials for SMTP AUTH (refreshing an access token when needed)."""
+
+
+class OAuthProvider(Provider):
+    """Google and Microsoft: XOAUTH2 with an access token refreshed ahead of expiry.
+
+    The token comes from mailboxes.services.mailbox_access_token, which refreshes it (keeping the
+    newest refresh token) and moves the mailbox to needs re-authorization on invalid_grant.
+    """
+
+    uses_oauth = True
+    files_sent_copy = True
+
+    def imap_login(self, mailbox: Mailbox, client: IMAPClient) -> None:
+        from imapclient.exceptions import LoginError
+
+        from mailboxes.services import mailbox_access_token
+
+        token = mailbox_access_token(mailbox)
+        try:
+            client.oauth2_login(mailbox.username or mailbox.email_address, token)
+        except LoginError as exc:
+            raw = exc.args[0] if exc.args else exc
+            text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            raise AuthorizationError(f"IMAP XOAUTH2 login refused: {text[:300]}") from None
+
+    def smtp_auth(self, mailbox: Mailbox) -> SmtpAuth:
+        from mailboxes.services import mailbox_access_token
+
+        return SmtpAuth(username=mailbox.username or mailbox.email_address, access_token=mailbox_access_token(mailbox))

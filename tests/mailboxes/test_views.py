@@ -1,0 +1,129 @@
+"""The profile's mailbox list and buttons; nobody but the owner reaches a mailbox (404)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from mailboxes.models import Mailbox, MailboxEvent
+from tests.factories import make_mailbox
+from tms.accounts.models import Staff
+
+pytestmark = pytest.mark.django_db
+
+ACTIONS = ["check", "send-test", "default", "disable", "enable", "reconnect", "remove"]
+
+
+@pytest.fixture
+def mailbox(alice: Staff) -> Mailbox:
+    return make_mailbox(alice, "alice-box@example.test", is_default=True)
+
+
+def test_it_shows_the_add_button_the_dialog_and_the_staff_members_mailboxes(
+    alice: Staff, alice_client: Client, mailbox: Mailbox
+) -> None:
+    make_mailbox(alice, "pending@example.test", status="pending_authorization")
+    make_mailbox(alice, "stale@example.test", provider="google", status="needs_reauthorization",
+                 last_error="token refresh refused: invalid_grant")
+    page = alice_client.get("/profile/").content.decode()
+    assert "Add Mailbox Config" in page and "Edit Mailbox Connection" in page
+    for label in ("Google", "Microsoft", "IMAP/SMTP", "Front", "coming soon", "Send Emails Only",
+                  "Send and Read All Emails", "Archive", "Mark As Read", "Delete", "Do Nothing",
+                  "Sign in with Google", "Sign in with Microsoft", "Request Authorization Token"):
+        assert label in page, label
+    assert 'value="front" disabled' in page
+    for status in ("Active", "Pending authorization", "Needs re-authorization"):
+        assert status in page
+    assert "stale@example.test needs to be reconnected" in page  # the banner
+    for button in ("Check", "Send test e-mail", "Edit", "Make default", "Disable", "Reconnect", "Remove"):
+        assert f">{button}<" in page, button
+    assert page.count('name="csrfmiddlewaretoken"') >= 7
+
+
+def test_it_lists_only_the_staff_members_own_mailboxes(
+    bob_client: Client, charlie_client: Client, mailbox: Mailbox
+) -> None:
+    assert mailbox.email_address not in bob_client.get("/profile/").content.decode()
+    assert mailbox.email_address not in charlie_client.get("/profile/").content.decode()
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_it_hides_a_mailbox_from_everyone_but_its_owner(
+    action: str, bob_client: Client, charlie_client: Client, mailbox: Mailbox
+) -> None:
+    for outsider in (charlie_client, bob_client):
+        assert outsider.post(f"/mailboxes/{mailbox.public_id}/{action}/").status_code == 404
+        assert outsider.get(f"/mailboxes/{mailbox.public_id}/edit/").status_code == 404
+        assert outsider.post(f"/mailboxes/{mailbox.public_id}/edit/", {"permission": "send"}).status_code == 404
+    after = Mailbox.unscoped.get(pk=mailbox.pk)
+    assert (after.status, after.permission, after.is_default) == ("active", "send_and_read", True)
+    assert not MailboxEvent.unscoped.filter(mailbox=mailbox).exists()
+
+
+def test_it_requires_post_for_the_buttons(alice_client: Client, mailbox: Mailbox) -> None:
+    for action in ACTIONS:
+        assert alice_client.get(f"/mailboxes/{mailbox.public_id}/{action}/").status_code == 405
+
+
+def test_it_makes_default_disables_enables_and_removes(alice: Staff, alice_client: Client, mailbox: Mailbox) -> None:
+    other = make_mailbox(alice, "second@example.test")
+    alice_client.post(f"/mailboxes/{other.public_id}/default/")
+    assert Mailbox.unscoped.get(pk=other.pk).is_default and not Mailbox.unscoped.get(pk=mailbox.pk).is_default
+
+    alice_client.post(f"/mailboxes/{mailbox.public_id}/disable/")
+    assert Mailbox.unscoped.get(pk=mailbox.pk).status == "disabled"
+    assert "Disabled" in alice_client.get("/profile/").content.decode()
+    alice_client.post(f"/mailboxes/{mailbox.public_id}/enable/")
+    assert Mailbox.unscoped.get(pk=mailbox.pk).status == "pending_authorization"  # never authorized
+
+    alice_client.post(f"/mailboxes/{other.public_id}/remove/")
+    assert not Mailbox.unscoped.filter(pk=other.pk).exists()
+    removed = MailboxEvent.unscoped.get(email_address="second@example.test", kind="removed")
+    assert removed.mailbox is None and removed.actor == alice
+    assert MailboxEvent.unscoped.filter(email_address=mailbox.email_address, kind="disabled").exists()
+
+
+def test_it_edits_the_policy_of_an_oauth_mailbox(alice: Staff, alice_client: Client) -> None:
+    mailbox = make_mailbox(alice, "g@example.test", provider="google")
+    page = alice_client.get(f"/mailboxes/{mailbox.public_id}/edit/").content.decode()
+    assert "Edit Mailbox Connection" in page and "IMAP host" not in page
+    response = alice_client.post(f"/mailboxes/{mailbox.public_id}/edit/", {
+        "permission": "send", "post_processing": "delete", "display_name": "Alice", "from_address": ""})
+    assert response.status_code == 302
+    mailbox.refresh_from_db()
+    assert (mailbox.permission, mailbox.post_processing, mailbox.display_name) == ("send", "delete", "Alice")
+    assert mailbox.secret == "not-a-real-password"  # untouched
+
+
+def test_it_sends_an_imap_mailbox_needing_a_password_to_edit_on_reconnect(
+    alice: Staff, alice_client: Client
+) -> None:
+    mailbox = make_mailbox(alice, "x@example.test", status="needs_reauthorization")
+    response = alice_client.post(f"/mailboxes/{mailbox.public_id}/reconnect/")
+    assert response.status_code == 302 and response["Location"].endswith(f"/mailboxes/{mailbox.public_id}/edit/")
+
+
+def test_it_never_renders_a_secret(alice: Staff, alice_client: Client) -> None:
+    make_mailbox(alice, "s@example.test", secret="very-secret-password", access_token="very-secret-token")
+    mailbox = Mailbox.unscoped.get(email_address="s@example.test")
+    for url in ("/profile/", f"/mailboxes/{mailbox.public_id}/edit/"):
+        page = alice_client.get(url).content.decode()
+        assert "very-secret" not in page
+
+
+def test_it_lists_mailboxes_in_admin_per_tenant_without_secrets(alice: Staff, charlie: Staff) -> None:
+    from django.contrib.auth import get_user_model
+
+    make_mailbox(alice, "adm-a@example.test", secret="admin-very-secret", access_token="admin-very-token")
+    other = make_mailbox(charlie, "adm-c@example.test", secret="admin-very-secret")
+    root = get_user_model().objects.create_superuser("root", "root@example.test", "root-pass-123")
+    client = Client()
+    client.force_login(root)
+    listing = client.get("/admin/mailboxes/mailbox/").content.decode()
+    assert "adm-a@example.test" in listing and "adm-c@example.test" in listing
+    filtered = client.get(f"/admin/mailboxes/mailbox/?tenant__id__exact={charlie.tenant.pk}").content.decode()
+    assert "adm-c@example.test" in filtered and "adm-a@example.test" not in filtered
+    change = client.get(f"/admin/mailboxes/mailbox/{other.pk}/change/").content.decode()
+    assert "adm-c@example.test" in change
+    for page in (listing, change):
+        assert "admin-very" not in page
