@@ -13,6 +13,8 @@ from django.db.models import Q
 from tms.accounts.scoping import TenantOwned
 from tms.crypto import EncryptedTextField
 
+from .validators import recipient_exclude_regex_validate
+
 
 class Provider(models.TextChoices):
     GOOGLE = "google", "Google"
@@ -81,7 +83,9 @@ class Mailbox(TenantOwned):
     allowed_recipients = models.CharField(
         max_length=16, choices=AllowedRecipients.choices, default=AllowedRecipients.ANYONE
     )
-    recipient_exclude_regex = models.CharField(max_length=500, blank=True)
+    recipient_exclude_regex = models.CharField(
+        max_length=500, blank=True, validators=[recipient_exclude_regex_validate]
+    )
     send_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the provider's limit.")
     send_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the provider's limit.")
     max_connections = models.PositiveIntegerField(null=True, blank=True)
@@ -96,6 +100,9 @@ class Mailbox(TenantOwned):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     authorized_at = models.DateTimeField(null=True, blank=True)
+    # The one-time part of the emailed authorization link (IMAP/SMTP): cleared when the link is used,
+    # replaced when a new link is sent, so an older or used link no longer works.
+    authorization_nonce = models.CharField(max_length=64, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -320,6 +327,9 @@ class ThrottleEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["key", "at"])]
 
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.at}"
+
 
 class ThrottleLock(models.Model):
     """One row per throttle key, locked (SELECT FOR UPDATE) while a worker decides; holds the
@@ -327,3 +337,21 @@ class ThrottleLock(models.Model):
 
     key = models.CharField(max_length=200, unique=True)
     slots = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Lease(models.Model):
+    """A named, expiring lock held in the database (mailboxes/locks.py), when there is no Redis.
+
+    Taken with a conditional UPDATE (expired rows only) or an INSERT that the unique key refuses
+    while someone else holds it; a crashed holder's lease simply expires.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    token = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.key

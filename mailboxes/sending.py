@@ -1,0 +1,992 @@
+"""The one service for everything the TMS sends.
+
+message_queue() checks the message (header injection, routing, the mailbox's policy, size), builds
+the exact bytes once, stores an OutboundMessage QUEUED and enqueues delivery after commit.
+message_deliver() claims the row with a conditional UPDATE (QUEUED -> SENDING), so a task run twice
+sends once, waits for the throttle, submits over SMTP (aiosmtplib, verified TLS, XOAUTH2 or a
+password through mailboxes.connections), and files the copy in the Sent folder of IMAP/SMTP
+mailboxes (Google and Microsoft file SMTP-submitted mail themselves).
+
+Route: the given mailbox, else the sender's default active mailbox, else the company's sending
+mailbox, else the system relay (RELAY_SMTP_URL). Relayed mail says honestly who it is from:
+From "<Name> via <Company>" <relay address>, Reply-To the staff member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, getaddresses
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .models import InboundMessage, Mailbox, MailboxEvent, OutboundMessage, Route, Security, TenantSendingMailbox
+from .providers import AuthorizationError, Endpoint, ProviderError, SmtpAuth, get_provider
+from .signals import message_sent
+from .throttle import (
+    Clock,
+    Limits,
+    Throttle,
+    get_throttle,
+    limits_for_mailbox,
+    limits_for_relay,
+    limits_for_tenant_mailbox,
+)
+from .validators import recipient_exclude_regex_validate
+
+if TYPE_CHECKING:
+    from tms.accounts.models import Staff, Tenant
+
+log = logging.getLogger(__name__)
+
+Status = OutboundMessage.Status
+
+
+class SendRefused(ValueError):
+    """Refused before anything was queued; the message says why (shown to the user as is)."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mimetype: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    kind: str  # Route value
+    mailbox: Mailbox | None = None
+    tenant_mailbox: TenantSendingMailbox | None = None
+
+    @property
+    def throttle_key(self) -> str:
+        if self.kind == Route.MAILBOX and self.mailbox is not None:
+            return f"mailbox:{self.mailbox.pk}"
+        if self.kind == Route.TENANT and self.tenant_mailbox is not None:
+            return f"tenant-mailbox:{self.tenant_mailbox.pk}"
+        return "relay"
+
+    @property
+    def limits(self) -> Limits:
+        if self.kind == Route.MAILBOX and self.mailbox is not None:
+            return limits_for_mailbox(self.mailbox)
+        if self.kind == Route.TENANT:
+            return limits_for_tenant_mailbox()
+        return limits_for_relay()
+
+
+@dataclass
+class DeliveryResult:
+    status: str
+    retry_in: float | None = None  # seconds: still QUEUED, try again then
+    error: str = ""
+
+
+# ----------------------------------------------------------------------------- Message-IDs
+
+
+def message_id_domain() -> str:
+    return str(settings.MAILBOX_MESSAGE_ID_DOMAIN)
+
+
+def message_id_make() -> str:
+    """<32 hex digits@tms.<site host>>: random, and recognisable when a reply quotes it."""
+    return f"<{uuid.uuid4().hex}@{message_id_domain()}>"
+
+
+def is_our_message_id(message_id: str) -> bool:
+    """True when the Message-ID (with or without angle brackets) has the shape of ours."""
+    pattern = r"<?[0-9a-f]{32}@" + re.escape(message_id_domain()) + r">?"
+    return re.fullmatch(pattern, (message_id or "").strip(), flags=re.IGNORECASE) is not None
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _no_line_breaks(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise SendRefused(f"{name} contains a line break; header values must be one line (refused: {value[:60]!r})")
+    return value
+
+
+def _address(name: str, value: str) -> Address:
+    _no_line_breaks(name, value)
+    parsed = getaddresses([value])
+    if len(parsed) != 1 or not parsed[0][1] or not re.fullmatch(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+", parsed[0][1]):
+        raise SendRefused(f"{name}: not an e-mail address: {value!r}")
+    display, addr = parsed[0]
+    try:
+        return Address(display_name=display, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise SendRefused(f"{name}: not an e-mail address: {value!r} ({exc})") from None
+
+
+def _addresses(name: str, values: Iterable[str]) -> list[Address]:
+    if isinstance(values, str):
+        values = [values]
+    return [_address(name, v) for v in values]
+
+
+def known_contact_default(*, tenant: Tenant, address: str) -> bool:
+    """Known to the company: one of its staff, or someone it has received mail from."""
+    from tms.accounts.models import Staff
+
+    if Staff.objects.for_tenant(tenant).filter(email__iexact=address).exists():
+        return True
+    boundary = r"(^|[<\s,:;])" + re.escape(address) + r"($|[>\s,;])"
+    return InboundMessage.objects.for_tenant(tenant).filter(from_address__iregex=boundary).exists()
+
+
+def _known_contact(*, tenant: Tenant, address: str) -> bool:
+    checker: Callable[..., bool] = import_string(settings.MAILBOX_KNOWN_CONTACT_CHECKER)
+    return bool(checker(tenant=tenant, address=address))
+
+
+def policy_check(*, mailbox: Mailbox, tenant: Tenant, recipients: Sequence[str]) -> None:
+    """The mailbox's sending policy: exclude pattern and allowed recipients. Raises SendRefused."""
+    pattern = mailbox.recipient_exclude_regex
+    if pattern:
+        try:
+            recipient_exclude_regex_validate(pattern)
+        except ValidationError as exc:
+            reason = " ".join(exc.messages)
+            raise SendRefused(f"the mailbox's recipient exclude pattern is not usable: {reason}") from None
+        regex = re.compile(pattern, re.IGNORECASE)
+        for address in recipients:
+            if regex.search(address):
+                raise SendRefused(
+                    f"{address} is excluded by the recipient exclude pattern of {mailbox.email_address}"
+                )
+    if mailbox.allowed_recipients == Mailbox.AllowedRecipients.CONTACTS:
+        for address in recipients:
+            if not _known_contact(tenant=tenant, address=address):
+                raise SendRefused(
+                    f"{address} is not a contact known to {tenant.name}; {mailbox.email_address} "
+                    "may only send to known contacts"
+                )
+
+
+# ----------------------------------------------------------------------------- routing
+
+
+def _tenant_mailbox(tenant: Tenant) -> TenantSendingMailbox | None:
+    found: TenantSendingMailbox | None = TenantSendingMailbox.objects.for_tenant(tenant).first()
+    return found if found is not None and found.usable else None
+
+
+def route_choose(*, tenant: Tenant, staff: Staff | None = None, mailbox: Mailbox | None = None) -> RouteChoice:
+    """The given mailbox, else the sender's default active mailbox, else the company's sending
+    mailbox, else the system relay. Raises SendRefused for a mailbox the sender may not use."""
+    if mailbox is not None:
+        if mailbox.tenant_id != tenant.pk:
+            raise SendRefused("that mailbox belongs to another company")
+        if staff is not None and mailbox.staff_id != staff.pk:
+            raise SendRefused(f"{mailbox.email_address} is not {staff.name}'s mailbox")
+        if mailbox.status != Mailbox.Status.ACTIVE:
+            raise SendRefused(f"{mailbox.email_address} is not active ({mailbox.get_status_display()})")
+        return RouteChoice(Route.MAILBOX, mailbox=mailbox)
+    if staff is not None:
+        if staff.tenant_id != tenant.pk:
+            raise SendRefused("that staff member belongs to another company")
+        own = (
+            Mailbox.objects.for_tenant(tenant)
+            .filter(staff=staff, status=Mailbox.Status.ACTIVE)
+            .order_by("-is_default", "id")
+            .first()
+        )
+        if own is not None:
+            return RouteChoice(Route.MAILBOX, mailbox=own)
+    company = _tenant_mailbox(tenant)
+    if company is not None:
+        return RouteChoice(Route.TENANT, tenant_mailbox=company)
+    if not settings.RELAY_SMTP_URL:
+        raise SendRefused("no way to send: connect a mailbox, or set RELAY_SMTP_URL for the system relay")
+    return RouteChoice(Route.RELAY)
+
+
+def _from_and_reply_to(
+    choice: RouteChoice, *, tenant: Tenant | None, staff: Staff | None, from_name: str | None
+) -> tuple[Address, Address | None]:
+    if choice.kind == Route.MAILBOX and choice.mailbox is not None:
+        mailbox = choice.mailbox
+        name = from_name or mailbox.display_name or (staff.name if staff else "")
+        return Address(display_name=name, addr_spec=mailbox.sender_address), None
+    if choice.kind == Route.TENANT and choice.tenant_mailbox is not None:
+        address = choice.tenant_mailbox.sending_address
+    else:
+        address = settings.RELAY_FROM_EMAIL
+    reply_to = Address(display_name=staff.name, addr_spec=staff.email) if staff is not None else None
+    if staff is not None and tenant is not None:
+        name = f"{staff.name} via {tenant.name}"
+    elif from_name:
+        name = from_name
+    elif choice.kind == Route.TENANT and tenant is not None:
+        name = tenant.name
+    else:
+        name = settings.RELAY_FROM_NAME
+    return Address(display_name=name, addr_spec=address), reply_to
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass
+class _Built:
+    message: EmailMessage
+    raw: bytes
+    message_id: str
+    envelope_to: list[str]
+    from_header: str
+    subject: str
+    references: list[str] = field(default_factory=list)
+
+
+def _build_check(
+    *, to: Sequence[str], cc: Sequence[str], bcc: Sequence[str], subject: str, subject_tag: str | None,
+    in_reply_to: str | None, references: Sequence[str], attachments: Sequence[Attachment],
+    extra_headers: dict[str, str] | None,
+) -> tuple[str, list[Address], list[Address], list[Address], list[str]]:
+    """Every value that becomes a header is one line (no CR, LF or NUL): refused otherwise."""
+    _no_line_breaks("Subject", subject)
+    if subject_tag:
+        _no_line_breaks("Subject tag", subject_tag)
+        if subject_tag not in subject:
+            subject = f"{subject_tag} {subject}"
+    to_addrs = _addresses("To", to)
+    cc_addrs = _addresses("Cc", cc)
+    bcc_addrs = _addresses("Bcc", bcc)
+    if not (to_addrs or cc_addrs or bcc_addrs):
+        raise SendRefused("no recipients")
+    if in_reply_to:
+        _no_line_breaks("In-Reply-To", in_reply_to)
+    refs = [_no_line_breaks("References", r).strip() for r in references if r and r.strip()]
+    if in_reply_to and in_reply_to.strip() not in refs:
+        refs.append(in_reply_to.strip())  # RFC 5322 3.6.4: References ends with the parent's id
+    for name, value in (extra_headers or {}).items():
+        _no_line_breaks(name, name)
+        _no_line_breaks(name, value)
+    for attachment in attachments:
+        _no_line_breaks("Attachment file name", attachment.filename)
+        _no_line_breaks("Attachment type", attachment.mimetype)
+        if attachment.mimetype.count("/") != 1:
+            raise SendRefused(f"attachment {attachment.filename!r}: not a MIME type: {attachment.mimetype!r}")
+
+    return subject, to_addrs, cc_addrs, bcc_addrs, refs
+
+
+def _build(
+    *,
+    from_addr: Address,
+    reply_to: Address | None,
+    to: Sequence[str],
+    cc: Sequence[str],
+    bcc: Sequence[str],
+    subject: str,
+    body_text: str,
+    body_html: str | None,
+    attachments: Sequence[Attachment],
+    in_reply_to: str | None,
+    references: Sequence[str],
+    subject_tag: str | None,
+    extra_headers: dict[str, str] | None = None,
+) -> _Built:
+    subject, to_addrs, cc_addrs, bcc_addrs, refs = _build_check(
+        to=to, cc=cc, bcc=bcc, subject=subject, subject_tag=subject_tag, in_reply_to=in_reply_to,
+        references=references, attachments=attachments, extra_headers=extra_headers,
+    )
+    message_id = message_id_make()
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = from_addr
+    if to_addrs:
+        msg["To"] = to_addrs
+    if cc_addrs:
+        msg["Cc"] = cc_addrs
+    if reply_to is not None:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to.strip()
+    if refs:
+        msg["References"] = " ".join(refs)
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg.set_content(body_text)
+    if body_html:
+        msg.add_alternative(body_html, subtype="html")
+    for attachment in attachments:
+        maintype, subtype = attachment.mimetype.split("/", 1)
+        msg.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
+    envelope: list[str] = []
+    for addr in (*to_addrs, *cc_addrs, *bcc_addrs):
+        if addr.addr_spec.lower() not in {e.lower() for e in envelope}:
+            envelope.append(addr.addr_spec)
+    return _Built(msg, bytes(msg), message_id, envelope, str(from_addr), subject, refs)
+
+
+# ----------------------------------------------------------------------------- queueing
+
+
+def message_queue(
+    *,
+    tenant: Tenant,
+    staff: Staff | None = None,
+    mailbox: Mailbox | None = None,
+    to: Sequence[str],
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    subject: str,
+    body_text: str,
+    body_html: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    related: str = "",
+    subject_tag: str | None = None,
+    reply_to: str | None = None,
+    from_name: str | None = None,
+    relay: bool = False,
+    enqueue: bool = True,
+) -> OutboundMessage:
+    """Check, build and store a message QUEUED; its delivery task is enqueued after commit.
+
+    Raises SendRefused (a ValueError) with a clear reason when the message may not go: a line break
+    in a header value, a mailbox of someone else or of another company, a recipient refused by the
+    mailbox's policy, too many recipients, too large. Nothing is stored then.
+    relay=True sends through the system relay whatever the sender has connected (system mail).
+    """
+    _no_line_breaks("related", related)
+    if from_name:
+        _no_line_breaks("From name", from_name)
+    if relay:
+        if not settings.RELAY_SMTP_URL:
+            raise SendRefused("RELAY_SMTP_URL is not set: the system relay is not configured")
+        choice = RouteChoice(Route.RELAY)
+    else:
+        choice = route_choose(tenant=tenant, staff=staff, mailbox=mailbox)
+    from_addr, default_reply_to = _from_and_reply_to(choice, tenant=tenant, staff=staff, from_name=from_name)
+    reply_addr = _address("Reply-To", reply_to) if reply_to else default_reply_to
+    built = _build(
+        from_addr=from_addr, reply_to=reply_addr, to=to, cc=cc, bcc=bcc, subject=subject, body_text=body_text,
+        body_html=body_html, attachments=attachments, in_reply_to=in_reply_to, references=references,
+        subject_tag=subject_tag,
+    )
+    limits = choice.limits
+    if limits.recipients_per_message and len(built.envelope_to) > limits.recipients_per_message:
+        raise SendRefused(
+            f"{len(built.envelope_to)} recipients; this mailbox takes at most {limits.recipients_per_message} "
+            "recipients a message"
+        )
+    if limits.max_message_bytes and len(built.raw) > limits.max_message_bytes:
+        raise SendRefused(
+            f"the message is {len(built.raw) / 1048576:.1f} MB; this mailbox sends at most "
+            f"{limits.max_message_bytes / 1048576:.0f} MB (attachments included)"
+        )
+    if choice.mailbox is not None:
+        policy_check(mailbox=choice.mailbox, tenant=tenant, recipients=built.envelope_to)
+
+    outbound: OutboundMessage = OutboundMessage.objects.for_tenant(tenant).create(
+        mailbox=choice.mailbox,
+        staff=staff,
+        route=choice.kind,
+        via_relay=choice.kind == Route.RELAY,
+        from_address=built.from_header,
+        recipients=built.envelope_to,
+        subject=built.subject,
+        message_id=built.message_id,
+        in_reply_to=(in_reply_to or "").strip(),
+        references=" ".join(built.references),
+        raw=built.raw,
+        related=related,
+    )
+    log.info("outbound %s queued via %s (%d recipients)", outbound.pk, choice.kind, len(built.envelope_to))
+    if enqueue:
+        outbound_id = outbound.pk
+        transaction.on_commit(lambda: outbound_enqueue(outbound_id))
+    return outbound
+
+
+def outbound_enqueue(outbound_id: int, countdown: float | None = None) -> None:
+    from .tasks.send import outbound_deliver
+
+    if countdown:
+        outbound_deliver.apply_async((outbound_id,), countdown=max(1, int(countdown + 0.999)))
+    else:
+        outbound_deliver.delay(outbound_id)
+
+
+def relay_send(
+    *,
+    tenant: Tenant | None = None,
+    to: Sequence[str],
+    subject: str,
+    body_text: str,
+    body_html: str | None = None,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    reply_to: str | None = None,
+    from_name: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    related: str = "",
+) -> str:
+    """System mail ("Email Assistant") through the relay; returns the Message-ID.
+
+    With a tenant it is queued and logged like any message. Without one (password resets and other
+    mail that belongs to no company) it is submitted now, and a failure raises SendRefused.
+    """
+    if tenant is not None:
+        return message_queue(
+            tenant=tenant, to=to, cc=cc, bcc=bcc, subject=subject, body_text=body_text, body_html=body_html,
+            reply_to=reply_to, from_name=from_name or settings.RELAY_FROM_NAME, attachments=attachments,
+            related=related, relay=True,
+        ).message_id
+    if not settings.RELAY_SMTP_URL:
+        raise SendRefused("RELAY_SMTP_URL is not set: the system relay is not configured")
+    if from_name:
+        _no_line_breaks("From name", from_name)
+    built = _build(
+        from_addr=Address(display_name=from_name or settings.RELAY_FROM_NAME, addr_spec=settings.RELAY_FROM_EMAIL),
+        reply_to=_address("Reply-To", reply_to) if reply_to else None, to=to, cc=cc, bcc=bcc, subject=subject,
+        body_text=body_text, body_html=body_html, attachments=attachments, in_reply_to=None, references=(),
+        subject_tag=None,
+    )
+    outcomes = _submit_all(RouteChoice(Route.RELAY), [(built.envelope_to, built.raw)])
+    outcome = outcomes[0]
+    if outcome.kind != "sent":
+        raise SendRefused(f"the relay did not take the message: {outcome.text}")
+    log.info("system mail %s sent through the relay", built.message_id)
+    return built.message_id
+
+
+# ----------------------------------------------------------------------------- SMTP
+
+
+@dataclass
+class _Outcome:
+    kind: str  # sent | temporary | permanent | auth
+    text: str = ""
+
+
+def relay_endpoint() -> tuple[Endpoint, str | None, str | None]:
+    """RELAY_SMTP_URL as (endpoint, username, password): smtp:// (plain, 25), smtp+starttls://
+    (587), smtps:// (465); user:pass@ optional and URL-quoted."""
+    parts = urlsplit(settings.RELAY_SMTP_URL)
+    security = {"smtp": Security.NONE, "smtp+starttls": Security.STARTTLS, "smtps": Security.SSL}[parts.scheme]
+    default_port = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}[security]
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return Endpoint(parts.hostname or "", parts.port or default_port, security), username, password
+
+
+def _smtp_login_details(choice: RouteChoice) -> tuple[Endpoint, SmtpAuth]:
+    """Where to submit and how to log in, decided before the event loop starts: refreshing an
+    OAuth token reads and writes the database, which Django does not allow inside async code."""
+    from .connections import guard
+
+    if choice.kind == Route.MAILBOX and choice.mailbox is not None:
+        provider = get_provider(choice.mailbox.provider)
+        endpoint = provider.smtp_endpoint(choice.mailbox)
+        guard(endpoint)  # user-supplied host: the private-address guard
+        return endpoint, provider.smtp_auth(choice.mailbox)
+    if choice.kind == Route.TENANT and choice.tenant_mailbox is not None:
+        from .tenant_sending import tenant_sending_access_token
+
+        company = choice.tenant_mailbox
+        token = tenant_sending_access_token(tenant_mailbox_id=company.pk)
+        endpoint = Endpoint(settings.MICROSOFT_SMTP_HOST, settings.MICROSOFT_SMTP_PORT, Security.STARTTLS)
+        return endpoint, SmtpAuth(username=company.sending_address, access_token=token)
+    endpoint, username, password = relay_endpoint()
+    return endpoint, SmtpAuth(username=username or "", password=password)
+
+
+def _envelope_from(choice: RouteChoice) -> str:
+    if choice.kind == Route.MAILBOX and choice.mailbox is not None:
+        return choice.mailbox.email_address
+    if choice.kind == Route.TENANT and choice.tenant_mailbox is not None:
+        return choice.tenant_mailbox.sending_address
+    return str(settings.RELAY_FROM_EMAIL)
+
+
+def _submit_all(choice: RouteChoice, messages: Sequence[tuple[list[str], bytes]]) -> list[_Outcome]:
+    """Submit the messages over one connection; one outcome each, in order."""
+    try:
+        endpoint, auth = _smtp_login_details(choice)
+    except AuthorizationError as exc:
+        return [_Outcome("auth", exc.message)] * len(messages)
+    except ProviderError as exc:
+        kind = "permanent" if exc.permanent else "temporary"
+        return [_Outcome(kind, f"{exc.stage}: {exc.message}")] * len(messages)
+    return asyncio.run(_submit(endpoint, auth, _envelope_from(choice), messages))
+
+
+async def _submit(
+    endpoint: Endpoint, auth: SmtpAuth, sender: str, messages: Sequence[tuple[list[str], bytes]]
+) -> list[_Outcome]:
+    from .connections import smtp_open
+
+    try:
+        smtp = await smtp_open(endpoint, username=auth.username or None, password=auth.password,
+                               access_token=auth.access_token)
+    except AuthorizationError as exc:
+        return [_Outcome("auth", exc.message)] * len(messages)
+    except ProviderError as exc:
+        kind = "permanent" if exc.permanent else "temporary"
+        return [_Outcome(kind, f"{exc.stage}: {exc.message}")] * len(messages)
+    outcomes: list[_Outcome] = []
+    try:
+        for recipients, raw in messages:
+            try:
+                refused, _ = await smtp.sendmail(sender, recipients, raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [e.code for e in exc.recipients]
+                text = "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
+                outcomes.append(_Outcome("permanent" if all(c >= 500 for c in codes) else "temporary", text))
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                outcomes.append(_Outcome("temporary", f"connection lost: {exc}"))
+                break
+            except aiosmtplib.SMTPResponseException as exc:
+                kind = "permanent" if exc.code >= 500 else "temporary"
+                outcomes.append(_Outcome(kind, f"{exc.code} {exc.message}"))
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                outcomes.append(_Outcome("temporary", f"{exc.__class__.__name__}: {exc}"))
+                break
+            else:
+                note = "; ".join(f"{rcpt} refused: {resp.code} {resp.message}" for rcpt, resp in refused.items())
+                outcomes.append(_Outcome("sent", note))
+    finally:
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+    while len(outcomes) < len(messages):
+        outcomes.append(_Outcome("temporary", "not attempted: the connection was lost"))
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- delivery
+
+
+def _choice_for(outbound: OutboundMessage) -> RouteChoice | None:
+    if outbound.route == Route.MAILBOX:
+        return RouteChoice(Route.MAILBOX, mailbox=outbound.mailbox) if outbound.mailbox is not None else None
+    if outbound.route == Route.TENANT:
+        company = TenantSendingMailbox.unscoped.filter(tenant_id=outbound.tenant_id).first()
+        return RouteChoice(Route.TENANT, tenant_mailbox=company) if company is not None else None
+    return RouteChoice(Route.RELAY)
+
+
+def _unusable_reason(choice: RouteChoice | None) -> str:
+    if choice is None:
+        return "the mailbox it was to be sent through was removed"
+    if choice.kind == Route.MAILBOX and choice.mailbox is not None and choice.mailbox.status != Mailbox.Status.ACTIVE:
+            return f"{choice.mailbox.email_address} is {choice.mailbox.get_status_display().lower()}"
+    if choice.kind == Route.TENANT and choice.tenant_mailbox is not None and not choice.tenant_mailbox.usable:
+        return f"the company sending mailbox is {choice.tenant_mailbox.get_status_display().lower()}"
+    if choice.kind == Route.RELAY and not settings.RELAY_SMTP_URL:
+        return "RELAY_SMTP_URL is not set"
+    return ""
+
+
+def _now(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock(), tz=timezone.get_current_timezone())
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(settings.OUTBOUND_RETRY_SECONDS * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _claim(ids: Iterable[int], clock: Clock) -> list[int]:
+    """QUEUED -> SENDING, one conditional UPDATE per row: whoever updates the row sends it."""
+    now = _now(clock)
+    claimed = []
+    for pk in ids:
+        updated = (
+            OutboundMessage.unscoped.filter(pk=pk, status=Status.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+        )
+        if updated == 1:
+            claimed.append(pk)
+    return claimed
+
+
+def _requeue(pk: int, *, wait: float, clock: Clock, error: str = "", count_attempt: bool = False) -> None:
+    """Back to QUEUED until now + wait. A throttle wait does not count as an attempt."""
+    changes: dict[str, Any] = {
+        "status": Status.QUEUED,
+        "next_attempt_at": _now(clock) + timedelta(seconds=wait),
+        "claimed_at": None,
+    }
+    if error:
+        changes["last_error"] = error
+    if not count_attempt:
+        changes["attempts"] = F("attempts") - 1
+    OutboundMessage.unscoped.filter(pk=pk, status=Status.SENDING).update(**changes)
+
+
+def _fail(pk: int, error: str) -> None:
+    OutboundMessage.unscoped.filter(pk=pk, status=Status.SENDING).update(
+        status=Status.FAILED, last_error=error[:2000], next_attempt_at=None
+    )
+    log.info("outbound %s failed: %s", pk, error[:300])
+
+
+def _mark_needs_reauthorization(choice: RouteChoice, reason: str) -> None:
+    if choice.kind == Route.MAILBOX and choice.mailbox is not None:
+        mailbox = choice.mailbox
+        try:
+            from . import services
+
+            mark = services.mailbox_mark_needs_reauthorization
+        except (ImportError, AttributeError):
+            Mailbox.unscoped.filter(pk=mailbox.pk).update(
+                status=Mailbox.Status.NEEDS_REAUTHORIZATION, last_error=reason[:2000], last_error_at=timezone.now()
+            )
+            MailboxEvent.unscoped.create(
+                tenant_id=mailbox.tenant_id, mailbox=mailbox, email_address=mailbox.email_address,
+                kind=MailboxEvent.Kind.NEEDS_REAUTHORIZATION, detail=reason[:2000],
+            )
+        else:
+            mark(mailbox=mailbox, reason=reason)
+    elif choice.kind == Route.TENANT and choice.tenant_mailbox is not None:
+        TenantSendingMailbox.unscoped.filter(pk=choice.tenant_mailbox.pk).update(
+            status=TenantSendingMailbox.Status.NEEDS_REAUTHORIZATION, last_error=reason[:2000]
+        )
+
+
+def message_deliver(*, outbound_id: int, clock: Clock | None = None) -> DeliveryResult:
+    """Deliver one queued message (the task body). Safe to run twice: the second run finds the row
+    claimed or sent and does nothing."""
+    results = _deliver(_claim([outbound_id], clock or time.time), clock or time.time)
+    if outbound_id in results:
+        return results[outbound_id]
+    row = OutboundMessage.unscoped.filter(pk=outbound_id).values("status", "next_attempt_at", "last_error").first()
+    if row is None:
+        return DeliveryResult(status="gone")
+    retry_in = None
+    if row["status"] == Status.QUEUED and row["next_attempt_at"] is not None:
+        retry_in = max((row["next_attempt_at"] - _now(clock or time.time)).total_seconds(), 0.0)
+    return DeliveryResult(status=row["status"], retry_in=retry_in, error=row["last_error"])
+
+
+def mailbox_deliver_queued(
+    *, mailbox_id: int, limit: int = 100, clock: Clock | None = None
+) -> dict[int, DeliveryResult]:
+    """Deliver the due queued messages of one mailbox over one SMTP connection."""
+    clock = clock or time.time
+    ids = list(
+        OutboundMessage.unscoped.filter(mailbox_id=mailbox_id, route=Route.MAILBOX, status=Status.QUEUED)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=_now(clock)))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    return _deliver(_claim(ids, clock), clock)
+
+
+def _deliver(claimed: list[int], clock: Clock) -> dict[int, DeliveryResult]:
+    results: dict[int, DeliveryResult] = {}
+    rows = list(
+        OutboundMessage.unscoped.filter(pk__in=claimed, status=Status.SENDING)
+        .select_related("mailbox", "tenant", "staff")
+        .order_by("id")
+    )
+    groups: dict[tuple[str, int | None], list[OutboundMessage]] = {}
+    for row in rows:
+        groups.setdefault((row.route, row.mailbox_id if row.route == Route.MAILBOX else row.tenant_id), []).append(row)
+    for group in groups.values():
+        results.update(_deliver_group(group, clock))
+    return results
+
+
+def _deliver_group(rows: list[OutboundMessage], clock: Clock) -> dict[int, DeliveryResult]:
+    """Claimed rows of one route: throttle, one connection, outcomes, Sent copies, notifications."""
+    results: dict[int, DeliveryResult] = {}
+    choice = _choice_for(rows[0])
+    reason = _unusable_reason(choice)
+    if reason or choice is None:
+        for row in rows:
+            _fail(row.pk, f"not sent: {reason}")
+            results[row.pk] = DeliveryResult(Status.FAILED, error=f"not sent: {reason}")
+        return results
+
+    throttle = get_throttle(clock)
+    ready = _reserve(choice, rows, throttle, clock, results)
+    if not ready:
+        return results
+    slot = throttle.slot_acquire(choice.throttle_key, choice.limits.max_connections)
+    if slot is None:  # the provider's concurrent-connection limit: wait a little
+        for row in ready:
+            _requeue(row.pk, wait=5.0, clock=clock)
+            results[row.pk] = DeliveryResult(Status.QUEUED, retry_in=5.0)
+        return results
+    try:
+        outcomes = _submit_all(choice, [(list(r.recipients), bytes(r.raw or b"")) for r in ready])
+    finally:
+        throttle.slot_release(choice.throttle_key, slot)
+
+    sent = _record(choice, ready, outcomes, clock, results)
+    if choice.mailbox is not None and any(r.sent_copy_pending for r in sent):
+        sent_copies_file(mailbox=choice.mailbox, outbound_ids=[r.pk for r in sent if r.sent_copy_pending])
+    for row in sent:
+        _after_send(row)
+    return results
+
+
+def _reserve(
+    choice: RouteChoice, rows: list[OutboundMessage], throttle: Throttle, clock: Clock,
+    results: dict[int, DeliveryResult],
+) -> list[OutboundMessage]:
+    limits = choice.limits
+    ready: list[OutboundMessage] = []
+    for index, row in enumerate(rows):
+        wait = throttle.reserve(choice.throttle_key, limits, recipients=len(row.recipients))
+        if wait:
+            # Over the limit: this one and the rest wait in the queue; nothing is dropped.
+            for later in rows[index:]:
+                _requeue(later.pk, wait=wait, clock=clock)
+                results[later.pk] = DeliveryResult(Status.QUEUED, retry_in=wait)
+            log.info("%s: throttled, %d message(s) wait %.0f s", choice.throttle_key, len(rows) - index, wait)
+            break
+        ready.append(row)
+    return ready
+
+
+def _record(
+    choice: RouteChoice, rows: list[OutboundMessage], outcomes: list[_Outcome], clock: Clock,
+    results: dict[int, DeliveryResult],
+) -> list[OutboundMessage]:
+    """Write each outcome to its row; returns the rows sent."""
+    sent: list[OutboundMessage] = []
+    auth_failure = ""
+    copy_pending = (
+        choice.kind == Route.MAILBOX
+        and choice.mailbox is not None
+        and not get_provider(choice.mailbox.provider).files_sent_copy
+    )
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if outcome.kind == "sent":
+            now = _now(clock)
+            OutboundMessage.unscoped.filter(pk=row.pk, status=Status.SENDING).update(
+                status=Status.SENT, sent_at=now, last_error=outcome.text[:2000], next_attempt_at=None,
+                sent_copy_pending=copy_pending,
+            )
+            row.status, row.sent_at, row.sent_copy_pending = Status.SENT, now, copy_pending
+            sent.append(row)
+            results[row.pk] = DeliveryResult(Status.SENT, error=outcome.text)
+            log.info("outbound %s sent via %s", row.pk, choice.kind)
+        elif outcome.kind == "auth":
+            auth_failure = outcome.text
+            error = f"not sent: the mailbox needs re-authorization ({outcome.text})"
+            _fail(row.pk, error)
+            results[row.pk] = DeliveryResult(Status.FAILED, error=error)
+        elif outcome.kind == "permanent" or row.attempts >= settings.OUTBOUND_MAX_ATTEMPTS:
+            _fail(row.pk, outcome.text)
+            results[row.pk] = DeliveryResult(Status.FAILED, error=outcome.text)
+        else:
+            wait = _backoff(row.attempts)
+            _requeue(row.pk, wait=wait, clock=clock, error=outcome.text, count_attempt=True)
+            results[row.pk] = DeliveryResult(Status.QUEUED, retry_in=wait, error=outcome.text)
+            log.info("outbound %s: temporary failure, retry in %.0f s: %s", row.pk, wait, outcome.text[:300])
+    if auth_failure:
+        _mark_needs_reauthorization(choice, auth_failure)
+    return sent
+
+
+def _after_send(outbound: OutboundMessage) -> None:
+    from .webhooks import webhook_queue
+
+    try:
+        message_sent.send(sender=OutboundMessage, outbound=outbound)
+    except Exception:
+        log.exception("outbound %s: a message_sent receiver failed", outbound.pk)
+    webhook_queue(outbound=outbound, event="message.sent")
+
+
+# ----------------------------------------------------------------------------- Sent folder
+
+
+def _sent_folder(client: Any, mailbox: Mailbox) -> str:
+    from imapclient.imapclient import SENT
+
+    if mailbox.sent_folder:
+        return mailbox.sent_folder
+    found = client.find_special_folder(SENT)
+    if found:
+        return str(found)
+    if not client.folder_exists("Sent"):
+        client.create_folder("Sent")
+    return "Sent"
+
+
+def sent_copies_file(*, mailbox: Mailbox, outbound_ids: Sequence[int], search_first: bool = False) -> int:
+    """APPEND the exact bytes sent to the mailbox's Sent folder, flagged \\Seen; returns how many
+    were filed. search_first: skip those already there (recovery after an interruption)."""
+    from imapclient.imapclient import SEEN
+
+    from .connections import imap_session
+
+    rows = list(
+        OutboundMessage.unscoped.filter(pk__in=outbound_ids, status=Status.SENT, sent_copy_pending=True).order_by("id")
+    )
+    if not rows:
+        return 0
+    filed = 0
+    try:
+        with imap_session(mailbox) as client:
+            folder = _sent_folder(client, mailbox)
+            for row in rows:
+                if search_first and _folder_has(client, folder, row.message_id):
+                    pass
+                else:
+                    client.append(folder, bytes(row.raw or b""), flags=(SEEN,), msg_time=row.sent_at)
+                    filed += 1
+                OutboundMessage.unscoped.filter(pk=row.pk).update(sent_copy_pending=False)
+    except ProviderError as exc:
+        log.warning("mailbox %s: sent copy not filed yet (%s: %s)", mailbox.pk, exc.stage, exc.message)
+    except Exception:
+        log.exception("mailbox %s: sent copy not filed yet", mailbox.pk)
+    return filed
+
+
+def _folder_has(client: Any, folder: str, message_id: str) -> bool:
+    client.select_folder(folder, readonly=True)
+    return bool(client.search(["HEADER", "Message-ID", message_id]))
+
+
+def sent_folder_has(*, mailbox: Mailbox, message_id: str) -> bool:
+    """Whether the mailbox's Sent folder holds a message with this Message-ID (UID SEARCH HEADER)."""
+    from .connections import imap_session
+
+    with imap_session(mailbox) as client:
+        return _folder_has(client, _sent_folder(client, mailbox), message_id)
+
+
+def _sent_folder_searchable(outbound: OutboundMessage) -> bool:
+    mailbox = outbound.mailbox
+    if outbound.route != Route.MAILBOX or mailbox is None:
+        return False
+    provider = get_provider(mailbox.provider)
+    # IMAP/SMTP mailboxes log in to IMAP with the same password; Google and Microsoft only when
+    # the mailbox was connected for reading (the grant then covers IMAP).
+    return not provider.files_sent_copy or mailbox.reads
+
+
+# ----------------------------------------------------------------------------- housekeeping
+
+
+def outbound_recover_stale(*, clock: Clock | None = None) -> dict[str, int]:
+    """Messages left SENDING by a worker that died. Where the Sent folder can be searched, look
+    for the Message-ID first: found -> SENT; otherwise back to the queue."""
+    clock = clock or time.time
+    cutoff = _now(clock) - timedelta(seconds=settings.OUTBOUND_SENDING_TIMEOUT)
+    counts = {"found_sent": 0, "requeued": 0, "unknown": 0}
+    stale = OutboundMessage.unscoped.filter(status=Status.SENDING, claimed_at__lt=cutoff).select_related("mailbox")
+    for row in stale[:200]:
+        found = False
+        if _sent_folder_searchable(row) and row.mailbox is not None:
+            try:
+                found = sent_folder_has(mailbox=row.mailbox, message_id=row.message_id)
+            except Exception as exc:
+                # Cannot tell now: leave it SENDING for the next pass rather than risk a duplicate.
+                log.warning("outbound %s: Sent folder not searchable now (%s)", row.pk, exc)
+                counts["unknown"] += 1
+                continue
+        if found:
+            OutboundMessage.unscoped.filter(pk=row.pk, status=Status.SENDING, claimed_at=row.claimed_at).update(
+                status=Status.SENT, sent_at=_now(clock), sent_copy_pending=False,
+                last_error="found in the Sent folder after an interrupted delivery",
+            )
+            counts["found_sent"] += 1
+        else:
+            OutboundMessage.unscoped.filter(pk=row.pk, status=Status.SENDING, claimed_at=row.claimed_at).update(
+                status=Status.QUEUED, claimed_at=None, next_attempt_at=_now(clock),
+                last_error="delivery was interrupted; sending again",
+            )
+            counts["requeued"] += 1
+    return counts
+
+
+def outbound_due_ids(*, clock: Clock | None = None, limit: int = 500) -> list[int]:
+    """Queued messages whose time has come, and ones queued over a minute ago whose task got lost."""
+    now = _now(clock or time.time)
+    return list(
+        OutboundMessage.unscoped.filter(status=Status.QUEUED)
+        .filter(
+            Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, created_at__lt=now - timedelta(minutes=1))
+        )
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def sent_copies_pending_file() -> int:
+    filed = 0
+    mailbox_ids = set(
+        OutboundMessage.unscoped.filter(status=Status.SENT, sent_copy_pending=True).values_list("mailbox_id", flat=True)
+    )
+    for mailbox in Mailbox.unscoped.filter(pk__in=mailbox_ids, status=Mailbox.Status.ACTIVE):
+        ids = list(
+            OutboundMessage.unscoped.filter(mailbox=mailbox, status=Status.SENT, sent_copy_pending=True)
+            .values_list("id", flat=True)[:200]
+        )
+        filed += sent_copies_file(mailbox=mailbox, outbound_ids=ids, search_first=True)
+    return filed
+
+
+# ----------------------------------------------------------------------------- synchronous paths
+
+
+def message_send_now(
+    *, outbound: OutboundMessage, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
+    max_wait: float = 120.0,
+) -> DeliveryResult:
+    """Deliver a message queued with enqueue=False now, waiting out throttles and temporary
+    failures up to max_wait seconds (the CLI and the Send test e-mail button). What is still
+    QUEUED afterwards stays queued for the workers."""
+    clock = clock or time.time
+    deadline = clock() + max_wait
+    while True:
+        result = message_deliver(outbound_id=outbound.pk, clock=clock)
+        if result.status != Status.QUEUED or result.retry_in is None or clock() + result.retry_in > deadline:
+            return result
+        sleep(result.retry_in)
+
+
+def mailbox_send_test(*, mailbox: Mailbox, staff: Staff | None = None, to: str | None = None) -> DeliveryResult:
+    """The Send test e-mail button: a short message through the mailbox (to its owner unless `to`
+    is given), sent now. Raises SendRefused when policy refuses it; what is still queued after a
+    short wait (throttle, temporary failure) is left to the workers."""
+    outbound = message_queue(
+        tenant=mailbox.tenant, staff=mailbox.staff, mailbox=mailbox,
+        to=[to or mailbox.staff.email or mailbox.email_address],
+        subject="Test e-mail from TMS",
+        body_text=(
+            f"This is a test e-mail sent by the TMS through {mailbox.email_address}.\n"
+            "If you can read it, sending works. For IMAP/SMTP mailboxes a copy is in the Sent folder.\n"
+        ),
+        related=f"mailbox:{mailbox.public_id}", enqueue=False,
+    )
+    result = message_send_now(outbound=outbound, max_wait=20.0)
+    if result.status == Status.QUEUED:
+        outbound_id, countdown = outbound.pk, result.retry_in
+        transaction.on_commit(lambda: outbound_enqueue(outbound_id, countdown))
+    return result

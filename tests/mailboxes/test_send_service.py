@@ -1,0 +1,397 @@
+"""The outbound service against the real test-bed servers: aiosmtpd, Dovecot, Postfix, OAuth."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from mailboxes import sending
+from mailboxes.models import InboundMessage, Mailbox, MailboxEvent, OutboundMessage
+from mailboxes.signals import message_sent
+from mailboxes.tasks.send import outbound_deliver
+from tests.factories import make_mailbox
+from tests.mailboxes.sending_support import (
+    FakeClock,
+    imap_mailbox,
+    new_address,
+    sent_folder_message_ids,
+    sent_folder_raw,
+)
+from tms.accounts.models import Staff
+
+pytestmark = pytest.mark.django_db
+
+Status = OutboundMessage.Status
+
+
+def _queue(mailbox: Mailbox, **kwargs: Any) -> OutboundMessage:
+    values: dict[str, Any] = {"to": ["carrier@example.test"], "subject": "Rate request", "body_text": "Hello\n"}
+    values.update(kwargs)
+    return sending.message_queue(tenant=mailbox.tenant, staff=mailbox.staff, mailbox=mailbox, enqueue=False, **values)
+
+
+def _parsed(raw: bytes) -> email.message.EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, email.message.EmailMessage)
+    return msg
+
+
+# ----------------------------------------------------------------------------- submission
+
+
+def test_it_sends_with_a_password_through_aiosmtpd_and_files_the_exact_bytes_in_dovecots_sent_folder(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    outbound = _queue(mailbox, subject="Pickup tomorrow", cc=["ops@example.test"], bcc=["audit@example.test"])
+
+    result = sending.message_deliver(outbound_id=outbound.pk)
+
+    assert result.status == Status.SENT
+    got = smtp_server.wait_for(lambda m: m.message_id == outbound.message_id)
+    assert got.server == "submission" and got.auth_user == mailbox.email_address
+    assert set(got.rcpt_tos) == {"carrier@example.test", "ops@example.test", "audit@example.test"}
+    assert "Bcc" not in _parsed(got.data)
+    outbound.refresh_from_db()
+    assert outbound.status == Status.SENT and outbound.attempts == 1 and not outbound.sent_copy_pending
+    assert sent_folder_message_ids(dovecot, mailbox.email_address) == [outbound.message_id]
+    filed = sent_folder_raw(dovecot, mailbox.email_address, outbound.message_id)
+    assert filed == bytes(outbound.raw or b"")  # the exact bytes sent
+
+
+def test_it_sends_through_postfix_in_front_of_dovecot_with_a_password(
+    send_settings: Any, bob: Staff, dovecot: Any, postfix: Any, smtp_server: Any
+) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=postfix.port)
+    outbound = _queue(mailbox, subject="Through Postfix")
+
+    assert sending.message_deliver(outbound_id=outbound.pk).status == Status.SENT
+
+    got = smtp_server.wait_for(lambda m: m.message_id == outbound.message_id, timeout=20)
+    assert got.server == "sink"  # Postfix authenticated the user through Dovecot, then relayed
+    assert outbound.message_id in sent_folder_message_ids(dovecot, mailbox.email_address)
+
+
+def _oauth_mailbox(staff: Staff, provider: str, address: str, oauth_server: Any) -> Mailbox:
+    tokens = oauth_server.token_for(address)
+    return make_mailbox(
+        staff, address, provider=provider, imap_host="", smtp_host="", secret=tokens.refresh_token,
+        access_token=tokens.access_token, access_token_expires_at=timezone.now() + timedelta(hours=1),
+        username=address, permission="send",
+    )
+
+
+def test_it_sends_with_xoauth2_through_aiosmtpd(
+    send_settings: Any, bob: Staff, smtp_server: Any, oauth_server: Any
+) -> None:
+    send_settings.GOOGLE_SMTP_HOST = "127.0.0.1"
+    send_settings.GOOGLE_SMTP_PORT = smtp_server.submissions_port
+    send_settings.GOOGLE_SMTP_SECURITY = "ssl"
+    mailbox = _oauth_mailbox(bob, "google", new_address(), oauth_server)
+    outbound = _queue(mailbox)
+
+    assert sending.message_deliver(outbound_id=outbound.pk).status == Status.SENT
+
+    got = smtp_server.wait_for(lambda m: m.message_id == outbound.message_id)
+    assert got.server == "submissions" and got.auth_user == mailbox.email_address
+    outbound.refresh_from_db()
+    assert not outbound.sent_copy_pending  # Google files SMTP-submitted mail in Sent itself
+
+
+def test_it_sends_with_xoauth2_through_postfix_and_dovecots_oauth2_passdb(
+    send_settings: Any, bob: Staff, dovecot: Any, postfix: Any, smtp_server: Any, oauth_server: Any
+) -> None:
+    send_settings.MICROSOFT_SMTP_HOST = "127.0.0.1"
+    send_settings.MICROSOFT_SMTP_PORT = postfix.port
+    send_settings.MICROSOFT_SMTP_SECURITY = "starttls"
+    mailbox = _oauth_mailbox(bob, "microsoft", "alice@example.test", oauth_server)
+    outbound = _queue(mailbox, subject="XOAUTH2 via Postfix")
+
+    assert sending.message_deliver(outbound_id=outbound.pk).status == Status.SENT
+    assert smtp_server.wait_for(lambda m: m.message_id == outbound.message_id, timeout=20).server == "sink"
+
+
+def test_it_marks_an_oauth_mailbox_needing_reauthorization_when_smtp_refuses_the_token(
+    send_settings: Any, bob: Staff, smtp_server: Any, oauth_server: Any
+) -> None:
+    send_settings.GOOGLE_SMTP_HOST = "127.0.0.1"
+    send_settings.GOOGLE_SMTP_PORT = smtp_server.submissions_port
+    send_settings.GOOGLE_SMTP_SECURITY = "ssl"
+    mailbox = _oauth_mailbox(bob, "google", new_address(), oauth_server)
+    outbound = _queue(mailbox)
+    expired = oauth_server.mint(mailbox.email_address, exp=1)
+    Mailbox.unscoped.filter(pk=mailbox.pk).update(access_token=expired)
+
+    result = sending.message_deliver(outbound_id=outbound.pk)
+
+    assert result.status == Status.FAILED and "re-authorization" in result.error
+    mailbox.refresh_from_db()
+    assert mailbox.status == Mailbox.Status.NEEDS_REAUTHORIZATION
+    assert MailboxEvent.unscoped.filter(mailbox=mailbox, kind=MailboxEvent.Kind.NEEDS_REAUTHORIZATION).exists()
+
+
+# ----------------------------------------------------------------------------- routing and headers
+
+
+def test_it_relays_for_a_sender_without_a_mailbox_and_says_so_honestly(
+    send_settings: Any, bob: Staff, smtp_server: Any
+) -> None:
+    send_settings.RELAY_SMTP_URL = f"smtp://127.0.0.1:{smtp_server.sink_port}"
+    send_settings.RELAY_FROM_EMAIL = "assistant@tms.example"
+    outbound = sending.message_queue(tenant=bob.tenant, staff=bob, to=["carrier@example.test"], subject="Quote",
+                                     body_text="Hello", enqueue=False)
+    assert outbound.route == "relay" and outbound.via_relay
+
+    assert sending.message_deliver(outbound_id=outbound.pk).status == Status.SENT
+
+    msg = smtp_server.wait_for(lambda m: m.message_id == outbound.message_id).message()
+    assert msg["From"].addresses[0].addr_spec == "assistant@tms.example"
+    assert msg["From"].addresses[0].display_name == "Bob Dispatch via Acme Logistics"
+    assert msg["Reply-To"].addresses[0].addr_spec == "bob@acme.test"
+
+
+def test_it_prefers_the_senders_default_active_mailbox(send_settings: Any, bob: Staff) -> None:
+    send_settings.RELAY_SMTP_URL = "smtp://127.0.0.1:25"
+    make_mailbox(bob, "old@example.test", status="disabled")
+    default = make_mailbox(bob, "main@example.test", is_default=True)
+
+    assert sending.route_choose(tenant=bob.tenant, staff=bob).mailbox == default
+    Mailbox.unscoped.filter(pk=default.pk).update(status="needs_reauthorization")
+    assert sending.route_choose(tenant=bob.tenant, staff=bob).kind == "relay"
+
+
+def test_it_threads_shipment_mail_with_a_subject_tag_and_recognisable_message_ids(
+    send_settings: Any, bob: Staff
+) -> None:
+    mailbox = make_mailbox(bob, new_address())
+    outbound = _queue(mailbox, subject="Re: pickup", subject_tag="[SHP-000123]", in_reply_to="<parent@carrier.test>",
+                      references=["<root@carrier.test>"], related="shipment:abc")
+
+    msg = _parsed(bytes(outbound.raw or b""))
+    assert msg["Subject"] == "[SHP-000123] Re: pickup"
+    assert msg["In-Reply-To"] == "<parent@carrier.test>"
+    assert str(msg["References"]).split() == ["<root@carrier.test>", "<parent@carrier.test>"]
+    assert sending.is_our_message_id(outbound.message_id)
+    assert sending.is_our_message_id(outbound.message_id.strip("<>"))
+    assert not sending.is_our_message_id("<parent@carrier.test>")
+    assert outbound.related == "shipment:abc"
+
+
+@pytest.mark.parametrize("field,value", [
+    ("subject", "Hello\r\nBcc: victim@example.test"),
+    ("subject", "Hello\nX-Evil: 1"),
+    ("to", ["carrier@example.test\r\nBcc: victim@example.test"]),
+    ("in_reply_to", "<a@b>\r\nBcc: victim@example.test"),
+    ("subject_tag", "[SHP-1]\n"),
+    ("reply_to", "x@example.test\rBcc: y@example.test"),
+])
+def test_it_refuses_a_line_break_in_any_header_value_before_queueing(
+    send_settings: Any, bob: Staff, field: str, value: Any
+) -> None:
+    mailbox = make_mailbox(bob, new_address())
+    with pytest.raises(ValueError, match="line break"):
+        _queue(mailbox, **{field: value})
+    assert not OutboundMessage.objects.for_tenant(bob.tenant).exists()
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def test_it_refuses_recipients_matching_the_exclude_pattern_naming_the_address(send_settings: Any, bob: Staff) -> None:
+    mailbox = make_mailbox(bob, new_address(), recipient_exclude_regex=r"@competitor\.test$")
+    with pytest.raises(sending.SendRefused, match=r"spy@competitor\.test is excluded"):
+        _queue(mailbox, to=["carrier@example.test"], cc=["spy@competitor.test"])
+    assert _queue(mailbox, to=["carrier@example.test"]).status == Status.QUEUED
+
+
+def test_it_validates_the_exclude_pattern_on_save(bob: Staff) -> None:
+    from django.core.exceptions import ValidationError
+
+    mailbox = make_mailbox(bob, new_address())
+    for bad in ["([a-z]", "(a+)+$", "(x|xy)*z", r"(.)\1"]:
+        mailbox.recipient_exclude_regex = bad
+        with pytest.raises(ValidationError):
+            mailbox.full_clean()
+    mailbox.recipient_exclude_regex = r"@(gmail|yahoo)\.com$"
+    mailbox.full_clean()
+
+
+def test_it_sends_only_to_known_contacts_when_the_mailbox_says_so(send_settings: Any, bob: Staff, alice: Staff) -> None:
+    mailbox = make_mailbox(bob, new_address(), allowed_recipients=Mailbox.AllowedRecipients.CONTACTS)
+    with pytest.raises(sending.SendRefused, match=r"stranger@example\.test is not a contact"):
+        _queue(mailbox, to=["stranger@example.test"])
+
+    InboundMessage.objects.for_tenant(bob.tenant).create(
+        mailbox=mailbox, folder="INBOX", uidvalidity=1, uid=1, message_id="<m1@x>", size=10,
+        from_address="Dispatch <Stranger@Example.test>",
+    )
+    assert _queue(mailbox, to=["stranger@example.test"]).status == Status.QUEUED
+    assert _queue(mailbox, to=[alice.email]).status == Status.QUEUED  # colleagues are known
+    with pytest.raises(sending.SendRefused):
+        _queue(mailbox, to=["er@example.test"])  # a substring of a known address is not known
+
+
+def test_it_uses_a_pluggable_known_contact_checker(send_settings: Any, bob: Staff) -> None:
+    send_settings.MAILBOX_KNOWN_CONTACT_CHECKER = "tests.mailboxes.test_send_service.only_vip"
+    mailbox = make_mailbox(bob, new_address(), allowed_recipients=Mailbox.AllowedRecipients.CONTACTS)
+    assert _queue(mailbox, to=["vip@example.test"]).status == Status.QUEUED
+    with pytest.raises(sending.SendRefused):
+        _queue(mailbox, to=["other@example.test"])
+
+
+def only_vip(*, tenant: Any, address: str) -> bool:
+    return address == "vip@example.test"
+
+
+def test_it_caps_message_size_and_recipients_per_provider(send_settings: Any, bob: Staff) -> None:
+    google = make_mailbox(bob, new_address(), provider="google")
+    with pytest.raises(sending.SendRefused, match="at most 100 recipients"):
+        _queue(google, to=[f"r{i}@example.test" for i in range(101)])
+    send_settings.MAILBOX_SMTP_MAX_MESSAGE_BYTES = 50_000
+    imap = make_mailbox(bob, new_address())
+    big = sending.Attachment("manifest.pdf", b"\0" * 60_000, "application/pdf")
+    with pytest.raises(sending.SendRefused, match="MB"):
+        _queue(imap, attachments=[big])
+
+
+def test_an_outsider_cannot_send_through_another_companys_mailbox(
+    send_settings: Any, bob: Staff, charlie: Staff
+) -> None:
+    mailbox = make_mailbox(bob, new_address())
+    with pytest.raises(sending.SendRefused, match="another company"):
+        sending.message_queue(tenant=charlie.tenant, staff=charlie, mailbox=mailbox, to=["x@example.test"],
+                              subject="s", body_text="b")
+    with pytest.raises(sending.SendRefused, match="not Charlie"):
+        sending.message_queue(tenant=bob.tenant, staff=charlie, mailbox=mailbox, to=["x@example.test"],
+                              subject="s", body_text="b")
+    assert not OutboundMessage.unscoped.exists()
+
+
+# ----------------------------------------------------------------------------- failures, retries, once-only
+
+
+def test_it_retries_a_4xx_with_backoff_and_then_sends(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    clock = FakeClock()
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    outbound = _queue(mailbox)
+    smtp_server.fail_next("DATA", 451, "4.3.0 try again later", server="submission")
+
+    first = sending.message_deliver(outbound_id=outbound.pk, clock=clock)
+    assert first.status == Status.QUEUED and first.retry_in == 60 and "451" in first.error
+    assert sending.message_deliver(outbound_id=outbound.pk, clock=clock).status == Status.QUEUED  # not yet due
+
+    clock.advance(61)
+    assert sending.message_deliver(outbound_id=outbound.pk, clock=clock).status == Status.SENT
+    outbound.refresh_from_db()
+    assert outbound.attempts == 2
+    assert [m for m in smtp_server.messages if m.message_id == outbound.message_id]
+
+
+def test_it_fails_a_5xx_keeping_the_servers_words_and_the_message(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    outbound = _queue(mailbox)
+    smtp_server.fail_next("MAIL", 550, "5.7.1 sender not allowed by policy", server="submission")
+
+    result = sending.message_deliver(outbound_id=outbound.pk)
+
+    assert result.status == Status.FAILED
+    outbound.refresh_from_db()
+    assert outbound.status == Status.FAILED and "5.7.1 sender not allowed by policy" in outbound.last_error
+    assert bytes(outbound.raw or b"") and outbound.message_id in bytes(outbound.raw or b"").decode()
+    assert sent_folder_message_ids(dovecot, mailbox.email_address) == []
+
+
+def test_it_gives_up_after_the_maximum_attempts(send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any) -> None:
+    clock = FakeClock()
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    outbound = _queue(mailbox)
+    smtp_server.fail_next("RCPT", 452, "4.5.3 too many recipients", count=3, server="submission")
+    for _ in range(3):
+        result = sending.message_deliver(outbound_id=outbound.pk, clock=clock)
+        clock.advance(3600)
+    assert result.status == Status.FAILED and "4.5.3" in result.error
+
+
+def test_a_task_executed_twice_sends_once(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    send_settings.CELERY_TASK_ALWAYS_EAGER = True
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        outbound = sending.message_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, to=["c@example.test"],
+                                         subject="Once", body_text="only once")
+    assert len(callbacks) == 1
+    outbound_deliver(outbound.pk)
+    outbound_deliver(outbound.pk)  # a redelivered broker message
+
+    assert len([m for m in smtp_server.messages if m.message_id == outbound.message_id]) == 1
+    assert sent_folder_message_ids(dovecot, mailbox.email_address) == [outbound.message_id]
+
+
+def test_it_sends_a_batch_over_one_connection(send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    ids = [_queue(mailbox, subject=f"Batch {i}").message_id for i in range(3)]
+
+    results = sending.mailbox_deliver_queued(mailbox_id=mailbox.pk)
+
+    assert [r.status for r in results.values()] == [Status.SENT] * 3
+    assert sorted(sent_folder_message_ids(dovecot, mailbox.email_address)) == sorted(ids)
+
+
+def test_it_recovers_a_message_stuck_in_sending_by_looking_in_the_sent_folder_first(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    already_sent, never_sent = _queue(mailbox, subject="A"), _queue(mailbox, subject="B")
+    dovecot.append(mailbox.email_address, bytes(already_sent.raw or b""), folder="Sent", flags="\\Seen",
+                   password="sender-pass")
+    long_ago = timezone.now() - timedelta(hours=1)
+    OutboundMessage.unscoped.filter(pk__in=[already_sent.pk, never_sent.pk]).update(
+        status=Status.SENDING, claimed_at=long_ago, attempts=1
+    )
+
+    counts = sending.outbound_recover_stale()
+
+    assert counts == {"found_sent": 1, "requeued": 1, "unknown": 0}
+    already_sent.refresh_from_db()
+    never_sent.refresh_from_db()
+    assert already_sent.status == Status.SENT and never_sent.status == Status.QUEUED
+    assert never_sent.pk in sending.outbound_due_ids()
+
+
+
+def test_it_signals_after_a_send(send_settings: Any, bob: Staff, smtp_server: Any) -> None:
+    send_settings.RELAY_SMTP_URL = f"smtp://127.0.0.1:{smtp_server.sink_port}"
+    seen: list[OutboundMessage] = []
+
+    def receiver(sender: Any, outbound: OutboundMessage, **kwargs: Any) -> None:
+        seen.append(outbound)
+
+    message_sent.connect(receiver)
+    try:
+        outbound = sending.message_queue(tenant=bob.tenant, staff=bob, to=["c@example.test"], subject="s",
+                                         body_text="b", enqueue=False)
+        sending.message_deliver(outbound_id=outbound.pk)
+    finally:
+        message_sent.disconnect(receiver)
+    assert [o.pk for o in seen] == [outbound.pk] and seen[0].status == Status.SENT
+
+
+def test_the_send_test_button_uses_the_service(send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any) -> None:
+    from mailboxes import services
+
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    text = services.mailbox_send_test(mailbox=mailbox, actor=bob)
+    assert "sent" in text
+    got = smtp_server.wait_for(lambda m: m.rcpt_tos == ("bob@acme.test",))
+    assert got.message_id in sent_folder_message_ids(dovecot, mailbox.email_address)
