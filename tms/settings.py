@@ -127,6 +127,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "tms.accounts",
     "mailboxes",
+    "shipments",
+    "documents",
     "demo",
 ]
 
@@ -265,6 +267,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 MAILBOX_POLL_INTERVAL = env_int("MAILBOX_POLL_INTERVAL", 60, minimum=1)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+# Reading mailboxes (mailboxes/reading.py): each due mailbox is polled by its own task.
+CELERY_BEAT_SCHEDULE["mailboxes-poll-due"] = {
+    "task": "mailboxes.poll_due_mailboxes",
+    "schedule": float(MAILBOX_POLL_INTERVAL),
+}
 
 # ----------------------------------------------------------------------------- mail integration
 
@@ -275,6 +282,21 @@ MAILBOX_CA_FILE = env_str("MAILBOX_CA_FILE")
 if MAILBOX_CA_FILE and not Path(MAILBOX_CA_FILE).is_file():
     raise ImproperlyConfigured(f"MAILBOX_CA_FILE: no such file: {MAILBOX_CA_FILE}")
 MAILBOX_CONNECT_TIMEOUT = env_int("MAILBOX_CONNECT_TIMEOUT", 20, minimum=1)
+
+# Reading mail (mailboxes/reading.py, intake.py, idle.py).
+# Dotted paths of the intake handlers called, in order, for each stored message (see mailboxes/intake.py).
+# shipments first (it makes the shipments); the documents handler goes after it, to find them.
+MAILBOX_INTAKE_HANDLERS = env_list("MAILBOX_INTAKE_HANDLERS", "shipments.intake.handle,documents.intake.handle")
+MAILBOX_INITIAL_WINDOW_DAYS = env_int("MAILBOX_INITIAL_WINDOW_DAYS", 7, minimum=1)  # the first poll's reach
+MAILBOX_MAX_MESSAGE_BYTES = env_int("MAILBOX_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1024)
+MAILBOX_MAX_ATTEMPTS = env_int("MAILBOX_MAX_ATTEMPTS", 3, minimum=1)  # then the message is quarantined
+MAILBOX_FETCH_BATCH = env_int("MAILBOX_FETCH_BATCH", 200, minimum=1)  # UIDs per FETCH (PERF-NOTES)
+MAILBOX_FETCH_BATCH_BYTES = env_int("MAILBOX_FETCH_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
+MAILBOX_POLL_MAX_BACKOFF = env_int("MAILBOX_POLL_MAX_BACKOFF", 3600, minimum=1)  # seconds, after errors
+MAILBOX_POLL_LOCK_TTL = env_int("MAILBOX_POLL_LOCK_TTL", 900, minimum=10)  # a crashed poller's lock expires
+MAILBOX_IDLE_MAX_CONNECTIONS = env_int("MAILBOX_IDLE_MAX_CONNECTIONS", 50, minimum=1)
+MAILBOX_IDLE_RENEW_SECONDS = env_int("MAILBOX_IDLE_RENEW_SECONDS", 25 * 60, minimum=1)  # RFC 2177: < 29 min
+MAILBOX_IDLE_REFRESH_SECONDS = env_int("MAILBOX_IDLE_REFRESH_SECONDS", 60, minimum=1)  # new/removed mailboxes
 
 # The system relay for "Email Assistant" mail and for senders without a connected mailbox.
 RELAY_SMTP_URL = env_url("RELAY_SMTP_URL", "", schemes=("smtp", "smtp+starttls", "smtps"))
@@ -290,6 +312,28 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailboxes.mail_backend.EmailBackend")
 # (fine for one machine and the demo).
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
 
+# Outbound mail (mailboxes/sending.py).
+OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 6, minimum=1)         # SMTP 4xx retries, then FAILED
+OUTBOUND_RETRY_SECONDS = env_int("OUTBOUND_RETRY_SECONDS", 60, minimum=1)      # first backoff, doubling, max 1 h
+OUTBOUND_SENDING_TIMEOUT = env_int("OUTBOUND_SENDING_TIMEOUT", 900, minimum=60)  # SENDING longer = worker died
+MAILBOX_SMTP_MAX_MESSAGE_BYTES = env_int("MAILBOX_SMTP_MAX_MESSAGE_BYTES", 25 * 1024 * 1024, minimum=1024)
+RELAY_SEND_PER_MINUTE = env_int("RELAY_SEND_PER_MINUTE", 0)                    # 0: no limit
+RELAY_MAX_CONNECTIONS = env_int("RELAY_MAX_CONNECTIONS", 0)                    # 0: no limit
+# Message-IDs we generate end in @<this>, so that replies are recognised (sending.is_our_message_id).
+MAILBOX_MESSAGE_ID_DOMAIN = env_str(
+    "MAILBOX_MESSAGE_ID_DOMAIN", f"tms.{urlsplit(SITE_URL).hostname or 'localhost'}"
+).lower()
+# Who counts as "a contact known to the company" for mailboxes limited to known contacts: a dotted
+# path to f(*, tenant, address) -> bool. The default: its contacts and staff, and anyone it received
+# mail from (shipments.selectors.contact_is_known, which falls back to mailboxes.sending.known_contact_default).
+MAILBOX_KNOWN_CONTACT_CHECKER = env_str(
+    "MAILBOX_KNOWN_CONTACT_CHECKER", "shipments.selectors.contact_is_known"
+)
+CELERY_BEAT_SCHEDULE["mailboxes-outbound-sweep"] = {
+    "task": "mailboxes.outbound_sweep",
+    "schedule": env_int("OUTBOUND_SWEEP_INTERVAL", 60, minimum=5),
+}
+
 # OAuth providers. Endpoints are settings so that tests point them at a local OAuth server.
 GOOGLE_CLIENT_ID = env_str("GOOGLE_CLIENT_ID")
 GOOGLE_CLIENT_SECRET = env_str("GOOGLE_CLIENT_SECRET")
@@ -300,6 +344,7 @@ GOOGLE_IMAP_HOST = env_str("GOOGLE_IMAP_HOST", "imap.gmail.com")
 GOOGLE_IMAP_PORT = env_int("GOOGLE_IMAP_PORT", 993, minimum=1)
 GOOGLE_SMTP_HOST = env_str("GOOGLE_SMTP_HOST", "smtp.gmail.com")
 GOOGLE_SMTP_PORT = env_int("GOOGLE_SMTP_PORT", 465, minimum=1)
+GOOGLE_SMTP_SECURITY = env_str("GOOGLE_SMTP_SECURITY", "ssl")  # ssl (465) | starttls (587)
 
 MICROSOFT_CLIENT_ID = env_str("MICROSOFT_CLIENT_ID")
 MICROSOFT_CLIENT_SECRET = env_str("MICROSOFT_CLIENT_SECRET")
@@ -310,6 +355,28 @@ MICROSOFT_IMAP_HOST = env_str("MICROSOFT_IMAP_HOST", "outlook.office365.com")
 MICROSOFT_IMAP_PORT = env_int("MICROSOFT_IMAP_PORT", 993, minimum=1)
 MICROSOFT_SMTP_HOST = env_str("MICROSOFT_SMTP_HOST", "smtp.office365.com")
 MICROSOFT_SMTP_PORT = env_int("MICROSOFT_SMTP_PORT", 587, minimum=1)
+MICROSOFT_SMTP_SECURITY = env_str("MICROSOFT_SMTP_SECURITY", "starttls")  # starttls (587) | ssl
+for _name in ("GOOGLE_SMTP_SECURITY", "MICROSOFT_SMTP_SECURITY"):
+    if globals()[_name] not in {"ssl", "starttls"}:
+        raise ImproperlyConfigured(f"{_name}: expected ssl or starttls, got {globals()[_name]!r}")
+# Access tokens are refreshed this many seconds before they expire.
+MAILBOX_TOKEN_REFRESH_MARGIN = env_int("MAILBOX_TOKEN_REFRESH_MARGIN", 300)
+# How long the emailed authorization link of an IMAP/SMTP mailbox stays valid.
+MAILBOX_AUTHORIZATION_LINK_HOURS = env_int("MAILBOX_AUTHORIZATION_LINK_HOURS", 24, minimum=1)
+
+# Documents (documents/): attachments stored once per tenant, read, and matched to shipments.
+DOCUMENT_STORAGE = env_str("DOCUMENT_STORAGE", "default")  # an alias of STORAGES; never served publicly
+DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 20 * 1024 * 1024, minimum=1)  # larger: failed, not kept
+DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 50, minimum=1)  # PDF pages read for text
+DOCUMENT_MAX_TEXT_CHARS = env_int("DOCUMENT_MAX_TEXT_CHARS", 200_000, minimum=1000)  # text kept per document
+# Decompression bombs: no single PDF stream may inflate beyond this; the whole read stops after
+# DOCUMENT_EXTRACT_SECONDS (the task's soft time limit adds a margin for a page that will not stop).
+DOCUMENT_MAX_DECOMPRESSED_BYTES = env_int("DOCUMENT_MAX_DECOMPRESSED_BYTES", 32 * 1024 * 1024, minimum=1024)
+DOCUMENT_EXTRACT_SECONDS = env_int("DOCUMENT_EXTRACT_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["documents-process-stale"] = {  # documents whose processing task got lost
+    "task": "documents.process_stale",
+    "schedule": float(env_int("DOCUMENT_SWEEP_INTERVAL", 300, minimum=10)),
+}
 
 # ----------------------------------------------------------------------------- logging
 

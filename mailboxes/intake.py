@@ -1,0 +1,392 @@
+"""What happens to a stored message: intake handlers, then the mailbox's post-processing action.
+
+mailboxes/ knows nothing of shipments or documents. Once a message is stored (reading.py), it is
+handed to the intake handlers named in settings.MAILBOX_INTAKE_HANDLERS, and only after their
+transaction has committed is the mailbox's post-processing action (archive, mark read, delete,
+nothing) applied to its UID on the server.
+
+The handler protocol (code against this)
+----------------------------------------
+A handler is a callable found by dotted path::
+
+    def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult | None
+
+- It is called inside the one database transaction that processes the message (together with
+  the other handlers and the message's status update): if any handler raises, everything the
+  handlers wrote for this message is rolled back, the message is marked FAILED (QUARANTINED after
+  settings.MAILBOX_MAX_ATTEMPTS attempts) and retried on the next poll. So a handler must be
+  safe to run again for the same message: guard with a unique constraint on the message (e.g. a
+  shipment's one-to-one link to its source InboundMessage) rather than by checking first.
+- It must not touch the IMAP server or send mail synchronously (queue that with
+  transaction.on_commit): the server is only touched after the commit, by this module.
+- Handlers run in the order of the setting. `context.results` holds what the earlier ones
+  returned for this message and `context.records` their records merged, so a later handler (say
+  documents) can find what an earlier one (say shipments) made.
+- `context.classification` is the classifier's verdict (classifier.classify on the raw bytes with
+  the tenant's shipment prefix), computed once and shared by all handlers.
+- Return an IntakeResult (plain data), or None for "nothing to do with me".
+    * category: "quote" | "pickup" | "operations" | "other" - the first non-empty category
+      returned (in handler order) is the message's category; it feeds the poll counters.
+    * reason: one line on why (shown beside the message).
+    * records: what the handler created or updated, counted by kind, e.g. {"shipment": 1,
+      "document": 2}; summed over the handlers.
+    * data: any JSON-serialisable detail worth keeping (ids, refs); stored per handler.
+    * ignored: True when the handler judged the message not for us; the message becomes IGNORED
+      when a handler says so and no handler made a record.
+- Messages that are noise (mail this system sent, the mailbox owner's own mail, auto-replies,
+  bounces, bulk mail) never reach the handlers: they are IGNORED with the reason, category
+  "other", before any handler is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .models import InboundMessage, Mailbox, OutboundMessage
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
+    from tms.accounts.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = ("quote", "pickup", "operations", "other")
+DONE = (InboundMessage.Status.PROCESSED, InboundMessage.Status.IGNORED)
+PENDING = (InboundMessage.Status.RECEIVED, InboundMessage.Status.FAILED)
+# One UID set per STORE/MOVE/EXPUNGE command: ranges keep it short (Dovecot refuses very long sets).
+ACTION_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    category: str = ""
+    reason: str = ""
+    records: dict[str, int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    ignored: bool = False
+
+
+@dataclass
+class IntakeContext:
+    message: InboundMessage
+    results: list[IntakeResult] = field(default_factory=list)
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self.message.mailbox
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.message.tenant
+
+    @property
+    def records(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for result in self.results:
+            for kind, count in result.records.items():
+                merged[kind] = merged.get(kind, 0) + count
+        return merged
+
+    @cached_property
+    def classification(self) -> Any:
+        """classifier.Classification of the raw message (parsed once for all handlers)."""
+        import classifier
+
+        return classifier.classify(bytes(self.message.raw or b""), shipment_prefix=self.tenant.ref_prefix)
+
+
+Handler = Callable[[InboundMessage, IntakeContext], "IntakeResult | None"]
+
+
+def classify_handler(message: InboundMessage, context: IntakeContext) -> IntakeResult:
+    """The default handler until shipments/documents install theirs: classify, create nothing."""
+    verdict = context.classification
+    category = verdict.category if verdict.category in CATEGORIES else "other"
+    return IntakeResult(category=category, reason=str(verdict.reason or "")[:1000],
+                        data={"signals": _jsonable(verdict.signals)})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+@lru_cache(maxsize=8)
+def _load(paths: tuple[str, ...]) -> tuple[tuple[str, Handler], ...]:
+    return tuple((path, import_string(path)) for path in paths)
+
+
+def intake_handlers() -> tuple[tuple[str, Handler], ...]:
+    return _load(tuple(settings.MAILBOX_INTAKE_HANDLERS))
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+def _normalised_address(value: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(value)[1].strip().lower()
+
+
+def is_our_message_id(message_id: str) -> bool:
+    """Did this system send a message with this Message-ID?"""
+    if not message_id:
+        return False
+    try:
+        from . import sending
+
+        check = getattr(sending, "is_our_message_id", None)
+    except ImportError:
+        check = None
+    if check is not None and check(message_id):
+        return True
+    return OutboundMessage.unscoped.filter(message_id=message_id).exists()
+
+
+def noise_reason(message: InboundMessage) -> str | None:
+    """Why the message must never create anything, or None. Cheapest checks first."""
+    if is_our_message_id(message.message_id):
+        return "sent by this system"
+    mailbox = message.mailbox
+    sender = _normalised_address(message.from_address)
+    own = {a.lower() for a in (mailbox.email_address, mailbox.from_address) if a}
+    if sender and sender in own:
+        return "the mailbox owner's own mail"
+    import classifier
+
+    reason = classifier.detect_noise(bytes(message.raw or b""))
+    return str(reason) if reason else None
+
+
+# ----------------------------------------------------------------------------- processing
+
+
+@dataclass
+class ProcessOutcome:
+    status: str
+    category: str = ""
+
+
+def message_process(*, message_id: int) -> ProcessOutcome | None:
+    """Run the intake for one stored message, in one transaction. None when it is not pending.
+
+    A failure rolls back everything the handlers did, then counts the attempt on the message:
+    FAILED (retried on the next poll) or QUARANTINED once settings.MAILBOX_MAX_ATTEMPTS is reached.
+    """
+    try:
+        with transaction.atomic():
+            message = (
+                InboundMessage.unscoped.select_for_update(of=("self",))
+                .select_related("mailbox", "tenant")
+                .filter(pk=message_id, status__in=PENDING)
+                .first()
+            )
+            if message is None:
+                return None
+            _run_intake(message)
+            return ProcessOutcome(message.status, message.category)
+    except Exception as exc:
+        logger.exception("inbound message %s: intake failed", message_id)
+        return _record_failure(message_id, exc)
+
+
+def _run_intake(message: InboundMessage) -> None:
+    message.attempts += 1
+    message.processed_at = timezone.now()
+    message.error = ""
+    reason = noise_reason(message)
+    if reason:
+        message.status = InboundMessage.Status.IGNORED
+        message.category = "other"
+        message.reason = reason
+        message.result = {"noise": reason}
+    else:
+        context = IntakeContext(message=message)
+        per_handler: dict[str, Any] = {}
+        for path, handler in intake_handlers():
+            result = handler(message, context)
+            if result is None:
+                continue
+            context.results.append(result)
+            per_handler[path] = asdict(result)
+        category = next((r.category for r in context.results if r.category), "") or "other"
+        records = context.records
+        ignored = any(r.ignored for r in context.results) and not any(records.values())
+        message.status = InboundMessage.Status.IGNORED if ignored else InboundMessage.Status.PROCESSED
+        message.category = category if category in CATEGORIES else "other"
+        message.reason = next((r.reason for r in context.results if r.reason), "")[:2000]
+        message.result = {"handlers": per_handler, "records": records}
+    message.save(update_fields=["status", "category", "reason", "result", "attempts", "processed_at", "error"])
+
+
+def _record_failure(message_id: int, exc: BaseException) -> ProcessOutcome | None:
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
+    with transaction.atomic():
+        message = InboundMessage.unscoped.select_for_update().filter(pk=message_id).first()
+        if message is None:
+            return None
+        message.attempts += 1
+        message.error = detail
+        message.processed_at = timezone.now()
+        if message.attempts >= settings.MAILBOX_MAX_ATTEMPTS:
+            message.status = InboundMessage.Status.QUARANTINED
+            logger.warning("inbound message %s quarantined after %s attempts", message_id, message.attempts)
+        else:
+            message.status = InboundMessage.Status.FAILED
+        message.save(update_fields=["attempts", "error", "processed_at", "status"])
+        return ProcessOutcome(message.status)
+
+
+def inbound_message_retry(*, message: InboundMessage) -> InboundMessage:
+    """Give a failed or quarantined message a fresh set of attempts at the next poll."""
+    retryable = (InboundMessage.Status.FAILED, InboundMessage.Status.QUARANTINED)
+    updated = InboundMessage.unscoped.filter(pk=message.pk, status__in=retryable).update(
+        status=InboundMessage.Status.RECEIVED, attempts=0, error=""
+    )
+    if updated:
+        from .tasks.poll import poll_mailbox
+
+        mailbox_id = message.mailbox_id
+        transaction.on_commit(lambda: poll_mailbox.delay(mailbox_id))
+    message.refresh_from_db()
+    return message
+
+
+def inbound_messages_needing_attention(*, mailbox: Mailbox, limit: int = 200) -> list[InboundMessage]:
+    """Quarantined, failed and too-large messages of the mailbox, newest first (the problem list)."""
+    attention = (InboundMessage.Status.QUARANTINED, InboundMessage.Status.FAILED, InboundMessage.Status.TOO_LARGE)
+    return list(
+        InboundMessage.objects.for_tenant(mailbox.tenant).filter(mailbox=mailbox, status__in=attention)
+        .defer("raw").order_by("-received_at", "-id")[:limit]
+    )
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+
+def uid_ranges(uids: Iterable[int]) -> str:
+    """1,2,3,5,7,8 -> "1:3,5,7:8" (RFC 3501 sequence-set; short even for thousands of UIDs)."""
+    ordered = sorted(set(uids))
+    parts: list[str] = []
+    start = prev = None
+    for uid in ordered:
+        if start is None:
+            start = prev = uid
+        elif prev is not None and uid == prev + 1:
+            prev = uid
+        else:
+            parts.append(str(start) if start == prev else f"{start}:{prev}")
+            start = prev = uid
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+    return ",".join(parts)
+
+
+class ArchiveFolders:
+    """The archive folder of a session: the mailbox's own choice, else the special-use \\Archive
+    folder (RFC 6154), else a folder named Archive, created (and subscribed) when missing."""
+
+    def __init__(self) -> None:
+        self._found: str | None = None
+
+    def resolve(self, client: IMAPClient, mailbox: Mailbox) -> str:
+        if self._found:
+            return self._found
+        name = mailbox.archive_folder.strip()
+        if not name:
+            found = client.find_special_folder(b"\\Archive")
+            name = found if isinstance(found, str) else (found.decode() if found else "Archive")
+        if not client.folder_exists(name):
+            client.create_folder(name)
+            try:
+                client.subscribe_folder(name)
+            except Exception:  # subscription is a nicety for the user's client
+                logger.info("mailbox %s: could not subscribe to %s", mailbox.pk, name)
+        self._found = name
+        return name
+
+
+def messages_post_process(
+    *, client: IMAPClient, mailbox: Mailbox, folder: str, uidvalidity: int,
+    message_ids: Iterable[int] | None = None, archive: ArchiveFolders | None = None,
+) -> int:
+    """Apply the mailbox's post-processing action to its processed messages that have not had it.
+
+    `client` has `folder` selected read-write. Only PROCESSED and IGNORED messages are touched
+    (never a FAILED, QUARANTINED or TOO_LARGE one), per batch of UID ranges, never one by one.
+    Messages stored under another folder or UIDVALIDITY have no UID here any more: marked done.
+    A UID that is gone from the server is ignored by the server: also done. Returns how many
+    messages the action was applied to (0 for "nothing").
+    """
+    pending = InboundMessage.unscoped.filter(mailbox=mailbox, status__in=DONE, post_processed_at__isnull=True)
+    if message_ids is not None:
+        pending = pending.filter(pk__in=list(message_ids))
+    now = timezone.now()
+    stale = pending.filter(~Q(folder=folder) | ~Q(uidvalidity=uidvalidity))
+    stale.update(post_processed_at=now)
+    rows = list(pending.filter(folder=folder, uidvalidity=uidvalidity).values_list("pk", "uid"))
+    if not rows:
+        return 0
+    action = mailbox.post_processing
+    if action == Mailbox.PostProcessing.NOTHING:
+        InboundMessage.unscoped.filter(pk__in=[pk for pk, _ in rows]).update(post_processed_at=now)
+        return 0
+    archive = archive or ArchiveFolders()
+    applied = 0
+    for start in range(0, len(rows), ACTION_CHUNK):
+        chunk = rows[start:start + ACTION_CHUNK]
+        uid_set = uid_ranges(uid for _, uid in chunk)
+        _apply(client, mailbox, action=action, uid_set=uid_set, folder=folder, archive=archive)
+        InboundMessage.unscoped.filter(pk__in=[pk for pk, _ in chunk]).update(post_processed_at=timezone.now())
+        applied += len(chunk)
+    logger.info("mailbox %s: %s applied to %s messages", mailbox.pk, action, applied)
+    return applied
+
+
+def _apply(client: IMAPClient, mailbox: Mailbox, *, action: str, uid_set: str, folder: str,
+           archive: ArchiveFolders) -> None:
+    deleted = b"\\Deleted"
+    if action == Mailbox.PostProcessing.MARK_READ:
+        client.add_flags(uid_set, [b"\\Seen"], silent=True)
+    elif action == Mailbox.PostProcessing.DELETE:
+        client.add_flags(uid_set, [deleted], silent=True)
+        # UID EXPUNGE (RFC 4315) removes exactly these; a plain EXPUNGE would also remove whatever
+        # else the user flagged \Deleted, so without UIDPLUS the flag stays for the user's client.
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uid_set)
+    elif action == Mailbox.PostProcessing.ARCHIVE:
+        target = archive.resolve(client, mailbox)
+        if target == folder:
+            return
+        if client.has_capability("MOVE"):
+            client.move(uid_set, target)
+        else:
+            client.copy(uid_set, target)
+            client.add_flags(uid_set, [deleted], silent=True)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(uid_set)
+
+
+__all__ = [
+    "ArchiveFolders", "Handler", "IntakeContext", "IntakeResult", "ProcessOutcome", "classify_handler",
+    "inbound_message_retry", "inbound_messages_needing_attention", "intake_handlers", "message_process",
+    "messages_post_process", "noise_reason", "uid_ranges",
+]

@@ -1,0 +1,526 @@
+"""Reading a mailbox: find new mail by cursor, store each message once, hand it to intake.
+
+One poll of one mailbox (mailbox_poll) is what the Celery task, `manage.py mailbox poll --once`
+and the IDLE watcher all run:
+
+1. take the mailbox's lock (locks.py); a second poller is refused, never queued behind;
+2. log in (connections.imap_session), SELECT INBOX read-write;
+3. find new UIDs by the folder's cursor (RFC 3501 2.3.1.1: UIDVALIDITY + last UID seen), or on
+   the first poll by INTERNALDATE (UID SEARCH SINCE, the last MAILBOX_INITIAL_WINDOW_DAYS days);
+   never by \\Seen, which belongs to the user;
+4. per batch of UIDs: FETCH sizes and headers, skip what is stored (same UID, or same Message-ID:
+   Outlook re-uploads under new UIDs, and a UIDVALIDITY change renumbers everything), store
+   headers only for messages over MAILBOX_MAX_MESSAGE_BYTES (TOO_LARGE), FETCH BODY.PEEK[] of the
+   rest in size-bounded groups (PEEK: reading does not mark mail read) and insert them with the
+   unique constraints as the final judge;
+5. run the intake on the new messages (intake.message_process, one transaction each), then, after
+   those commits, the mailbox's post-processing action on their UIDs in ranges;
+6. repair: messages left RECEIVED/FAILED are retried, and processed ones whose action never ran
+   (a crash between commit and action) get it now;
+7. record the outcome on the mailbox row: last_read_at, next_poll_at, or the error with backoff;
+   an AuthorizationError puts the mailbox in needs re-authorization, and polling stops for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parseaddr, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from imapclient.exceptions import IMAPClientError
+
+from . import locks
+from .connections import imap_session
+from .intake import (
+    PENDING,
+    ArchiveFolders,
+    ProcessOutcome,
+    message_process,
+    messages_post_process,
+)
+from .models import FolderCursor, InboundMessage, Mailbox
+from .providers import AuthorizationError, ProviderError
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
+logger = logging.getLogger(__name__)
+
+INBOX = "INBOX"
+COUNTER_KEYS = ("fetched", "new", "duplicates", "quote", "pickup", "operations", "other", "failed",
+                "quarantined", "post_processed")
+# Explicit polls (the CLI with ids) may also retry a mailbox in error; the scheduler only polls active ones.
+POLLABLE = (Mailbox.Status.ACTIVE, Mailbox.Status.ERROR)
+
+
+@dataclass
+class PollResult:
+    """What one pass over one mailbox did. as_json() is the `mailbox poll --json` contract."""
+
+    mailbox: int
+    fetched: int = 0
+    new: int = 0
+    duplicates: int = 0
+    quote: int = 0
+    pickup: int = 0
+    operations: int = 0
+    other: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    post_processed: int = 0
+    skipped: str = ""  # why the pass did not run: "locked", "gone", "not reading", "needs re-authorization"
+    error: str = ""
+    too_large: int = 0
+    new_ids: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def ran(self) -> bool:
+        return not self.skipped and not self.error
+
+    def count(self, outcome: ProcessOutcome | None) -> None:
+        if outcome is None:
+            return
+        if outcome.status in (InboundMessage.Status.PROCESSED, InboundMessage.Status.IGNORED):
+            key = outcome.category if outcome.category in ("quote", "pickup", "operations") else "other"
+            setattr(self, key, getattr(self, key) + 1)
+        elif outcome.status == InboundMessage.Status.FAILED:
+            self.failed += 1
+        elif outcome.status == InboundMessage.Status.QUARANTINED:
+            self.quarantined += 1
+
+    def as_json(self) -> dict[str, int]:
+        data = asdict(self)
+        return {"mailbox": self.mailbox, **{key: int(data[key]) for key in COUNTER_KEYS}}
+
+
+# ----------------------------------------------------------------------------- selectors
+
+
+def mailboxes_readable_ids() -> list[int]:
+    """Every active read-enabled mailbox, all tenants (scheduler and CLI)."""
+    return list(
+        Mailbox.unscoped.filter(status=Mailbox.Status.ACTIVE, permission=Mailbox.Permission.SEND_AND_READ)
+        .order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def mailboxes_claim_due(*, now: datetime | None = None) -> list[int]:
+    """Active read-enabled mailboxes whose next_poll_at has come, each claimed (next_poll_at moved
+    one interval ahead with a conditional UPDATE) so that a slow queue does not pile up polls."""
+    now = now or timezone.now()
+    interval = timedelta(seconds=settings.MAILBOX_POLL_INTERVAL)
+    # Half an interval of slack: a poll sets next_poll_at = its start + interval, and beat fires
+    # every interval, so without it every other beat would find the mailbox a moment early.
+    horizon = now + interval / 2
+    rows = (
+        Mailbox.unscoped.filter(status=Mailbox.Status.ACTIVE, permission=Mailbox.Permission.SEND_AND_READ)
+        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=horizon))
+        .order_by(F("next_poll_at").asc(nulls_first=True), "pk")
+        .values_list("pk", "next_poll_at")
+    )
+    claimed = []
+    for pk, due in rows:
+        same = Q(next_poll_at__isnull=True) if due is None else Q(next_poll_at=due)
+        if Mailbox.unscoped.filter(same, pk=pk).update(next_poll_at=now + interval):
+            claimed.append(pk)
+    return claimed
+
+
+# ----------------------------------------------------------------------------- the poll
+
+
+def mailbox_poll(*, mailbox_id: int, explicit: bool = False) -> PollResult:
+    """One full pass over one mailbox (see the module docstring). Never raises for the mailbox's
+    own failures: they are recorded on its row and in result.error."""
+    result = PollResult(mailbox=mailbox_id)
+    mailbox = Mailbox.unscoped.select_related("tenant").filter(pk=mailbox_id).first()
+    result.skipped = _why_not(mailbox, explicit=explicit)
+    if mailbox is None or result.skipped:
+        return result
+    lock = locks.acquire(locks.mailbox_poll_key(mailbox.pk), ttl=settings.MAILBOX_POLL_LOCK_TTL)
+    if lock is None:
+        logger.info("mailbox %s: a poll is already running; this one is refused", mailbox.pk)
+        result.skipped = "locked"
+        return result
+    started = timezone.now()
+    try:
+        try:
+            _poll(mailbox, result, lock)
+        except AuthorizationError as exc:
+            result.error = str(exc)
+            _record_error(mailbox, result.error)
+            _needs_reauthorization(mailbox, result.error)
+        except ProviderError as exc:
+            result.error = f"{exc.stage}: {exc}"
+            _record_error(mailbox, result.error, permanent=exc.permanent)
+        except (IMAPClientError, imaplib.IMAP4.error, OSError) as exc:
+            result.error = f"IMAP: {str(exc)[:500] or exc.__class__.__name__}"
+            _record_error(mailbox, result.error)
+        except Exception as exc:
+            logger.exception("mailbox %s: poll failed", mailbox.pk)
+            result.error = f"internal error: {exc.__class__.__name__}"
+            _record_error(mailbox, result.error)
+        else:
+            _record_success(mailbox, started)
+    finally:
+        locks.release(lock)
+    if result.error:
+        logger.warning("mailbox %s: poll failed: %s", mailbox.pk, result.error)
+    else:
+        logger.info("mailbox %s: polled %s", mailbox.pk, result.as_json())
+    return result
+
+
+def _why_not(mailbox: Mailbox | None, *, explicit: bool) -> str:
+    if mailbox is None:
+        return "gone"
+    if not mailbox.reads:
+        return "not reading"
+    if mailbox.status == Mailbox.Status.NEEDS_REAUTHORIZATION:
+        return "needs re-authorization"
+    if mailbox.status not in (POLLABLE if explicit else (Mailbox.Status.ACTIVE,)):
+        return f"status {mailbox.status}"
+    return ""
+
+
+def _poll(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
+    with imap_session(mailbox) as client:
+        client.normalise_times = False  # aware datetimes for INTERNALDATE
+        if client.has_capability("CONDSTORE"):
+            try:
+                client.enable("CONDSTORE")  # SELECT then reports HIGHESTMODSEQ (RFC 7162)
+            except (IMAPClientError, imaplib.IMAP4.error):
+                logger.info("mailbox %s: ENABLE CONDSTORE refused", mailbox.pk)
+        FolderReader(client, mailbox, INBOX, result, lock).run()
+
+
+class FolderReader:
+    def __init__(self, client: IMAPClient, mailbox: Mailbox, folder: str, result: PollResult,
+                 lock: locks.Lock) -> None:
+        self.client = client
+        self.mailbox = mailbox
+        self.folder = folder
+        self.result = result
+        self.lock = lock
+        self.archive = ArchiveFolders()
+        self.uidvalidity = 0
+        self.attempted: set[int] = set()  # one attempt per message per pass
+
+    def run(self) -> None:
+        info = self.client.select_folder(self.folder)
+        self.uidvalidity = int(info[b"UIDVALIDITY"])
+        uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
+        modseq = int(info[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in info else None
+        cursor = FolderCursor.objects.filter(mailbox=self.mailbox, folder=self.folder).first()
+        resync = cursor is not None and cursor.uidvalidity != self.uidvalidity
+        if not resync:
+            # Leftovers of earlier passes first: their UIDs are still valid in this UIDVALIDITY.
+            self.repair()
+        if cursor is None or resync:
+            if resync:
+                assert cursor is not None
+                logger.warning("mailbox %s: %s UIDVALIDITY changed %s -> %s; resynchronising by Message-ID",
+                               self.mailbox.pk, self.folder, cursor.uidvalidity, self.uidvalidity)
+            # First poll (or a renumbered folder): the recent window, by INTERNALDATE. Known
+            # Message-IDs are re-pointed at their new UIDs, not stored again.
+            since = (timezone.now() - timedelta(days=settings.MAILBOX_INITIAL_WINDOW_DAYS)).date()
+            uids = sorted(int(u) for u in self.client.search(["SINCE", since]))
+            floor = 0
+        else:
+            assert cursor is not None
+            floor = cursor.last_uid
+            if uidnext is not None and uidnext <= floor + 1:
+                uids = []  # nothing arrived since: no SEARCH needed
+            else:
+                # "n:*" always matches the highest UID, even when it is below n: filter.
+                uids = sorted(u for u in (int(x) for x in self.client.search(["UID", f"{floor + 1}:*"])) if u > floor)
+        last_uid = floor
+        for batch in _chunks(uids, settings.MAILBOX_FETCH_BATCH):
+            self.store_and_process(batch)
+            last_uid = max(last_uid, batch[-1])
+            self._save_cursor(last_uid, modseq)
+            locks.extend(self.lock, ttl=settings.MAILBOX_POLL_LOCK_TTL)
+        if cursor is None or resync:
+            # Older mail outside the window is not ours to import: start after everything there is.
+            last_uid = max(last_uid, (uidnext - 1) if uidnext else self._highest_uid())
+        self._save_cursor(last_uid, modseq)
+        self.repair()
+
+    # -- cursor ---------------------------------------------------------------------------------
+
+    def _highest_uid(self) -> int:
+        found = self.client.search(["UID", "*"])
+        return max((int(u) for u in found), default=0)
+
+    def _save_cursor(self, last_uid: int, modseq: int | None) -> None:
+        FolderCursor.objects.update_or_create(
+            mailbox=self.mailbox, folder=self.folder,
+            defaults={"uidvalidity": self.uidvalidity, "last_uid": last_uid, "highestmodseq": modseq},
+        )
+
+    # -- repair ---------------------------------------------------------------------------------
+
+    def repair(self) -> None:
+        """Retry messages left RECEIVED/FAILED, then apply the action to processed messages that
+        missed it (the pass before crashed between commit and action)."""
+        leftovers = list(
+            InboundMessage.unscoped.filter(mailbox=self.mailbox, status__in=PENDING)
+            .order_by("pk").values_list("pk", flat=True)
+        )
+        for pk in leftovers:
+            if pk not in self.attempted:
+                self.attempted.add(pk)
+                self.result.count(message_process(message_id=pk))
+        self.result.post_processed += messages_post_process(
+            client=self.client, mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
+            archive=self.archive,
+        )
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def store_and_process(self, uids: list[int]) -> None:
+        new_ids = self.store(uids)
+        for pk in new_ids:
+            self.attempted.add(pk)
+            self.result.count(message_process(message_id=pk))
+        # The intake transactions above have committed: now, and only now, touch the server.
+        self.result.post_processed += messages_post_process(
+            client=self.client, mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
+            message_ids=new_ids, archive=self.archive,
+        )
+
+    def store(self, uids: list[int]) -> list[int]:
+        """Store the batch's messages that are not stored yet; returns the new rows' ids (RECEIVED)."""
+        heads = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
+        self.result.fetched += len(heads)
+        metas = {uid: _Meta.from_fetch(uid, data) for uid, data in heads.items()}
+        base = InboundMessage.unscoped.filter(mailbox=self.mailbox)
+        stored_uids = set(
+            base.filter(folder=self.folder, uidvalidity=self.uidvalidity, uid__in=list(metas))
+            .values_list("uid", flat=True)
+        )
+        known = {
+            mid: (pk, folder, uidvalidity)
+            for mid, pk, folder, uidvalidity in base.filter(
+                message_id__in=[m.message_id for m in metas.values() if m.message_id]
+            ).values_list("message_id", "pk", "folder", "uidvalidity")
+        }
+        wanted: list[_Meta] = []
+        too_large: list[_Meta] = []
+        for uid in sorted(metas):
+            meta = metas[uid]
+            if uid in stored_uids:
+                self.result.duplicates += 1
+                continue
+            if meta.message_id and meta.message_id in known:
+                self.result.duplicates += 1
+                pk, folder, uidvalidity = known.pop(meta.message_id)
+                if (folder, uidvalidity) != (self.folder, self.uidvalidity) and folder == self.folder:
+                    # The folder was renumbered (UIDVALIDITY changed): the stored message now
+                    # lives at this UID, which is where a pending post-processing action must go.
+                    InboundMessage.unscoped.filter(pk=pk).update(uidvalidity=self.uidvalidity, uid=uid)
+                continue
+            if meta.size > settings.MAILBOX_MAX_MESSAGE_BYTES:
+                too_large.append(meta)
+            else:
+                wanted.append(meta)
+        new_ids: list[int] = []
+        if too_large:
+            self._insert([self._row(meta, None) for meta in too_large], too_large)
+            self.result.too_large += len(too_large)
+            logger.info("mailbox %s: %s messages over the size limit stored as headers only",
+                        self.mailbox.pk, len(too_large))
+        for group in _size_groups(wanted, settings.MAILBOX_FETCH_BATCH_BYTES):
+            bodies = self.client.fetch([m.uid for m in group], ["BODY.PEEK[]"])
+            present = [m for m in group if m.uid in bodies and bodies[m.uid].get(b"BODY[]") is not None]
+            rows = [self._row(m, bytes(bodies[m.uid][b"BODY[]"])) for m in present]
+            del bodies
+            new_ids += self._insert(rows, present)
+        return new_ids
+
+    def _row(self, meta: _Meta, raw: bytes | None) -> InboundMessage:
+        if raw is None:
+            status = InboundMessage.Status.TOO_LARGE
+            message_id = meta.message_id or _synthesised(meta.header_bytes + str(meta.size).encode())
+        else:
+            status = InboundMessage.Status.RECEIVED
+            message_id = meta.message_id or _synthesised(raw)
+        return InboundMessage(
+            tenant_id=self.mailbox.tenant_id, mailbox=self.mailbox, folder=self.folder,
+            uidvalidity=self.uidvalidity, uid=meta.uid, message_id=message_id, raw=raw,
+            size=meta.size or (len(raw) if raw else 0), headers=meta.headers, subject=meta.subject,
+            from_address=meta.from_address, sent_date=meta.sent_date, internal_date=meta.internal_date,
+            status=status, error="over the size limit: headers only" if raw is None else "",
+        )
+
+    def _insert(self, rows: list[InboundMessage], metas: list[_Meta]) -> list[int]:
+        """INSERT ... ON CONFLICT DO NOTHING: the unique constraints decide what is new."""
+        if not rows:
+            return []
+        with transaction.atomic():
+            InboundMessage.unscoped.bulk_create(rows, ignore_conflicts=True)
+        inserted = list(
+            InboundMessage.unscoped.filter(
+                mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
+                uid__in=[m.uid for m in metas],
+            ).order_by("uid").values_list("pk", "status")
+        )
+        self.result.new += len(inserted)
+        self.result.duplicates += len(rows) - len(inserted)
+        new_ids = [pk for pk, status in inserted if status == InboundMessage.Status.RECEIVED]
+        self.result.new_ids += new_ids
+        return new_ids
+
+
+# ----------------------------------------------------------------------------- message metadata
+
+
+@dataclass
+class _Meta:
+    uid: int
+    size: int
+    internal_date: datetime | None
+    header_bytes: bytes
+    headers: str
+    message_id: str
+    subject: str
+    from_address: str
+    sent_date: datetime | None
+
+    @classmethod
+    def from_fetch(cls, uid: int, data: dict[bytes, Any]) -> _Meta:
+        header_bytes = bytes(data.get(b"BODY[HEADER]") or b"")
+        parsed = BytesHeaderParser(policy=compat32).parsebytes(header_bytes)
+        internal = data.get(b"INTERNALDATE")
+        if isinstance(internal, datetime) and internal.tzinfo is None:
+            internal = internal.replace(tzinfo=UTC)
+        return cls(
+            uid=uid,
+            size=int(data.get(b"RFC822.SIZE") or 0),
+            internal_date=internal if isinstance(internal, datetime) else None,
+            header_bytes=header_bytes,
+            headers=_clean(header_bytes.decode("utf-8", errors="replace")),
+            message_id=normalise_message_id(_header(parsed, "Message-ID")),
+            subject=_clean(_decoded(_header(parsed, "Subject")))[:2000],
+            from_address=_clean(parseaddr(_decoded(_header(parsed, "From")))[1].strip().lower())[:998],
+            sent_date=_date(_header(parsed, "Date")),
+        )
+
+
+def _header(parsed: Any, name: str) -> str:
+    value = parsed.get(name)
+    return str(value) if value is not None else ""
+
+
+def _decoded(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # malformed encoded-words: keep what is there
+        return value
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+
+
+def normalise_message_id(value: str | None) -> str:
+    """'<abc@host>' whatever the folding and comments around it; '' when there is none."""
+    if not value:
+        return ""
+    value = "".join(_clean(value).split())
+    match = _MSGID.search(value)
+    if match:
+        return match.group(0)[:998]
+    bare = value.strip("<>")
+    return f"<{bare}>"[:998] if bare else ""
+
+
+def _synthesised(raw: bytes) -> str:
+    return f"<{hashlib.sha256(raw).hexdigest()}@synthesised>"
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _size_groups(metas: Iterable[_Meta], limit: int) -> Iterator[list[_Meta]]:
+    """Groups whose declared sizes add up to at most limit (one oversized message alone)."""
+    group: list[_Meta] = []
+    total = 0
+    for meta in metas:
+        if group and total + meta.size > limit:
+            yield group
+            group, total = [], 0
+        group.append(meta)
+        total += meta.size
+    if group:
+        yield group
+
+
+# ----------------------------------------------------------------------------- the mailbox row
+
+
+def _record_success(mailbox: Mailbox, started: datetime) -> None:
+    now = timezone.now()
+    changes: dict[str, Any] = {
+        "last_polled_at": now, "last_read_at": now, "consecutive_failures": 0, "last_error": "",
+        "next_poll_at": started + timedelta(seconds=settings.MAILBOX_POLL_INTERVAL),
+    }
+    Mailbox.unscoped.filter(pk=mailbox.pk).update(**changes)
+    Mailbox.unscoped.filter(pk=mailbox.pk, status=Mailbox.Status.ERROR).update(status=Mailbox.Status.ACTIVE)
+
+
+def backoff_seconds(failures: int) -> int:
+    """Exponential per mailbox: interval, 2x, 4x ... capped at MAILBOX_POLL_MAX_BACKOFF."""
+    step = settings.MAILBOX_POLL_INTERVAL * 2 ** min(max(failures - 1, 0), 20)
+    return int(min(step, settings.MAILBOX_POLL_MAX_BACKOFF))
+
+
+def _record_error(mailbox: Mailbox, error: str, *, permanent: bool = False) -> None:
+    now = timezone.now()
+    failures = (
+        Mailbox.unscoped.filter(pk=mailbox.pk).values_list("consecutive_failures", flat=True).first() or 0
+    ) + 1
+    changes: dict[str, Any] = {
+        "consecutive_failures": failures, "last_error": error[:2000], "last_error_at": now,
+        "last_polled_at": now, "next_poll_at": now + timedelta(seconds=backoff_seconds(failures)),
+    }
+    if permanent:
+        # A permanent failure that is not about the grant (a blocked or missing host; the grant
+        # goes through _needs_reauthorization): stop polling until someone fixes the settings.
+        changes["status"] = Mailbox.Status.ERROR
+    Mailbox.unscoped.filter(pk=mailbox.pk).update(**changes)
+
+
+def _needs_reauthorization(mailbox: Mailbox, reason: str) -> None:
+    from .services import mailbox_mark_needs_reauthorization
+
+    mailbox.refresh_from_db()
+    mailbox_mark_needs_reauthorization(mailbox=mailbox, reason=reason)

@@ -1,0 +1,114 @@
+"""`manage.py mailbox poll --once --json` (INTERFACES.md), XOAUTH2 polling and a revoked grant."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from mailboxes.models import InboundMessage, Mailbox
+from mailboxes.reading import mailbox_poll
+from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
+    LOG,
+    append,
+    handler_log,
+    make_reader,
+    message,
+    new_user,
+    reading_settings,
+    subjects,
+)
+from tms.accounts.models import Staff
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log")]
+
+KEYS = {"mailbox", "fetched", "new", "duplicates", "quote", "pickup", "operations", "other", "failed",
+        "quarantined", "post_processed"}
+
+
+def poll(*args: str) -> tuple[list[dict[str, int]], str]:
+    out, err = StringIO(), StringIO()
+    call_command("mailbox", "poll", *args, "--once", "--json", stdout=out, stderr=err)
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()], err.getvalue()
+
+
+def test_it_prints_one_json_object_per_mailbox(bob: Staff, dovecot: Any) -> None:
+    first = make_reader(bob, dovecot, post_processing="archive")
+    second = make_reader(bob, dovecot)
+    append(dovecot, first.email_address, message("quote please"))
+    append(dovecot, first.email_address, message("pickup tomorrow"))
+    append(dovecot, first.email_address, message("hello there"))
+
+    objects, err = poll(str(first.pk), str(second.pk))
+
+    assert err == ""
+    assert [set(o) for o in objects] == [KEYS, KEYS]
+    assert objects[0] == {"mailbox": first.pk, "fetched": 3, "new": 3, "duplicates": 0, "quote": 1, "pickup": 1,
+                          "operations": 0, "other": 1, "failed": 0, "quarantined": 0, "post_processed": 3}
+    assert objects[1] == {"mailbox": second.pk, **{k: 0 for k in KEYS - {"mailbox"}}}
+    assert subjects(dovecot, first.email_address, "Archive") == ["hello there", "pickup tomorrow", "quote please"]
+    again, _ = poll(str(first.pk))
+    assert again[0]["fetched"] == 0
+
+
+def test_it_refuses_an_unknown_mailbox_id_before_polling_anything(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    append(dovecot, mailbox.email_address, message("quote untouched"))
+
+    with pytest.raises(CommandError, match="no mailbox with id 999999"):
+        poll(str(mailbox.pk), "999999")
+
+    assert not InboundMessage.unscoped.filter(mailbox=mailbox).exists()
+
+
+def _google_mailbox(staff: Staff, dovecot: Any, oauth: Any, *, expired: bool = False) -> Mailbox:
+    address = new_user(dovecot)  # a password too, so the test can APPEND as the user
+    tokens = oauth.token_for(address)
+    expires = timezone.now() + (timedelta(minutes=-5) if expired else timedelta(hours=1))
+    return make_reader(
+        staff, dovecot, address, provider="google", secret=tokens.refresh_token, access_token=tokens.access_token,
+        access_token_expires_at=expires, imap_host="", smtp_host="", post_processing="mark_read",
+    )
+
+
+def test_it_polls_a_google_mailbox_with_xoauth2(bob: Staff, dovecot: Any, mail_settings: Any) -> None:
+    mailbox = _google_mailbox(bob, dovecot, mail_settings.oauth, expired=True)  # refreshed first
+    append(dovecot, mailbox.email_address, message("quote by oauth"))
+
+    objects, err = poll(str(mailbox.pk))
+
+    assert err == ""
+    assert (objects[0]["new"], objects[0]["quote"], objects[0]["post_processed"]) == (1, 1, 1)
+    mailbox.refresh_from_db()
+    assert mailbox.status == Mailbox.Status.ACTIVE
+    assert mailbox.access_token_expires_at is not None and mailbox.access_token_expires_at > timezone.now()
+    assert "xoauth2" in (dovecot.log.read_text().lower())
+
+
+def test_it_stops_reading_a_mailbox_whose_grant_was_revoked_and_polls_the_others(
+    bob: Staff, dovecot: Any, mail_settings: Any
+) -> None:
+    revoked = _google_mailbox(bob, dovecot, mail_settings.oauth, expired=True)
+    healthy = make_reader(bob, dovecot)
+    append(dovecot, revoked.email_address, message("quote never read"))
+    append(dovecot, healthy.email_address, message("pickup read anyway"))
+    mail_settings.oauth.revoke_user(revoked.email_address)
+
+    objects, err = poll()  # every active read-enabled mailbox
+
+    by_id = {o["mailbox"]: o for o in objects}
+    assert by_id[revoked.pk]["new"] == 0
+    assert (by_id[healthy.pk]["new"], by_id[healthy.pk]["pickup"]) == (1, 1)
+    assert f"mailbox {revoked.pk}:" in err
+    revoked.refresh_from_db()
+    assert revoked.status == Mailbox.Status.NEEDS_REAUTHORIZATION
+    assert revoked.last_error and revoked.consecutive_failures == 1
+    # Polling has stopped for it: neither the scheduler nor an explicit poll touches the server.
+    assert mailbox_poll(mailbox_id=revoked.pk, explicit=True).skipped == "needs re-authorization"
+    again, _ = poll()
+    assert [o["mailbox"] for o in again] == [healthy.pk]

@@ -1,0 +1,189 @@
+"""Reading a mailbox against a real Dovecot: window, cursor, once-only storage, UIDVALIDITY."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailboxes.models import FolderCursor, InboundMessage, Mailbox
+from mailboxes.reading import mailbox_poll, normalise_message_id
+from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
+    append,
+    folder_state,
+    handler_log,
+    make_reader,
+    message,
+    reading_settings,
+    stored,
+)
+from tms.accounts.models import Staff
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log")]
+
+
+def test_it_takes_only_the_last_seven_days_on_the_first_poll(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    append(dovecot, mailbox.email_address, message("quote recent"), age=timedelta(days=1))
+    append(dovecot, mailbox.email_address, message("other too old"), age=timedelta(days=10))
+    append(dovecot, mailbox.email_address, message("pickup today"))
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert result.error == ""
+    assert (result.fetched, result.new, result.duplicates) == (2, 2, 0)
+    assert (result.quote, result.pickup, result.other) == (1, 1, 0)
+    assert sorted(m.subject for m in stored(mailbox)) == ["pickup today", "quote recent"]
+    # The old message has the highest UID but stays behind the cursor for good.
+    assert mailbox_poll(mailbox_id=mailbox.pk).fetched == 0
+    mailbox.refresh_from_db()
+    assert mailbox.last_read_at is not None and mailbox.consecutive_failures == 0
+    assert mailbox.next_poll_at is not None
+
+
+def test_it_fetches_nothing_on_a_second_poll_and_a_new_message_once(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    append(dovecot, mailbox.email_address, message("operations first"))
+    assert mailbox_poll(mailbox_id=mailbox.pk).new == 1
+    first_read = Mailbox.unscoped.get(pk=mailbox.pk).last_read_at
+
+    again = mailbox_poll(mailbox_id=mailbox.pk)
+    assert (again.fetched, again.new) == (0, 0)
+
+    uid = append(dovecot, mailbox.email_address, message("quote second"))
+    third = mailbox_poll(mailbox_id=mailbox.pk)
+    assert (third.fetched, third.new, third.quote) == (1, 1, 1)
+    assert mailbox_poll(mailbox_id=mailbox.pk).fetched == 0
+
+    rows = stored(mailbox)
+    assert [m.subject for m in rows] == ["operations first", "quote second"]
+    assert rows[1].uid == uid and rows[1].status == InboundMessage.Status.PROCESSED
+    assert rows[1].raw is not None and b"quote second" in bytes(rows[1].raw)
+    assert rows[1].size == len(bytes(rows[1].raw)) and "Subject: quote second" in rows[1].headers
+    assert rows[1].from_address == "customer@shipper.test"
+    cursor = FolderCursor.objects.get(mailbox=mailbox, folder="INBOX")
+    assert cursor.last_uid == uid and cursor.uidvalidity == rows[1].uidvalidity
+    assert Mailbox.unscoped.get(pk=mailbox.pk).last_read_at > first_read
+
+
+def test_it_reads_with_peek_and_leaves_seen_to_the_user(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    append(dovecot, mailbox.email_address, message("quote unread"))
+    # Already read by the user in their mail client: still new to us (cursor, not \Seen).
+    append(dovecot, mailbox.email_address, message("pickup read"), flags=(b"\\Seen",))
+
+    assert mailbox_poll(mailbox_id=mailbox.pk).new == 2
+
+    flags = {v["subject"]: v["flags"] for v in folder_state(dovecot, mailbox.email_address).values()}
+    assert b"\\Seen" not in flags["quote unread"]
+    assert b"\\Seen" in flags["pickup read"]
+
+
+def test_it_stores_a_message_once_when_it_comes_back_under_a_new_uid(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    raw = message("quote reuploaded")
+    append(dovecot, mailbox.email_address, raw)
+    assert mailbox_poll(mailbox_id=mailbox.pk).new == 1
+
+    append(dovecot, mailbox.email_address, raw)  # Outlook-style re-upload: same Message-ID, new UID
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.fetched, result.new, result.duplicates) == (1, 0, 1)
+    assert len(stored(mailbox)) == 1
+
+
+def test_it_synthesises_a_message_id_when_there_is_none(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    raw = message("other without id", message_id="")
+    append(dovecot, mailbox.email_address, raw)
+    append(dovecot, mailbox.email_address, raw)
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.new, result.duplicates) == (1, 1)
+    (row,) = stored(mailbox)
+    assert row.message_id.endswith("@synthesised>") and len(row.message_id) == 64 + len("<@synthesised>")
+
+
+def test_it_resynchronises_by_message_id_when_uidvalidity_changes(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    for subject in ("quote one", "pickup two", "other three"):
+        append(dovecot, mailbox.email_address, message(subject))
+    assert mailbox_poll(mailbox_id=mailbox.pk).new == 3
+    old_validity = FolderCursor.objects.get(mailbox=mailbox).uidvalidity
+
+    # Recreate the folder with the same messages: Dovecot renumbers a Maildir whose UID list and
+    # indexes are gone, under a new UIDVALIDITY (a timestamp, hence the pause).
+    time.sleep(1.1)
+    maildir = Path(dovecot.maildir(mailbox.email_address))
+    for name in os.listdir(maildir):
+        if name.startswith("dovecot"):
+            (maildir / name).unlink()
+    append(dovecot, mailbox.email_address, message("operations four"))
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert result.error == ""
+    assert (result.fetched, result.new, result.duplicates, result.operations) == (4, 1, 3, 1)
+    rows = stored(mailbox)
+    assert len(rows) == 4
+    cursor = FolderCursor.objects.get(mailbox=mailbox)
+    assert cursor.uidvalidity != old_validity
+    # The known messages now point at their new UIDs.
+    assert {r.uidvalidity for r in rows} == {cursor.uidvalidity}
+    server = {v["subject"]: uid for uid, v in folder_state(dovecot, mailbox.email_address).items()}
+    assert {r.subject: r.uid for r in rows} == server
+    assert mailbox_poll(mailbox_id=mailbox.pk).fetched == 0
+
+
+def test_it_stores_headers_only_for_a_message_over_the_size_limit(bob: Staff, dovecot: Any, settings: Any) -> None:
+    settings.MAILBOX_MAX_MESSAGE_BYTES = 4096
+    mailbox = make_reader(bob, dovecot, post_processing=Mailbox.PostProcessing.ARCHIVE)
+    append(dovecot, mailbox.email_address, message("quote huge", body="x" * 20000 + "\n"))
+    append(dovecot, mailbox.email_address, message("quote small"))
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.fetched, result.new, result.quote, result.post_processed) == (2, 2, 1, 1)
+    big = InboundMessage.unscoped.get(mailbox=mailbox, subject="quote huge")
+    assert big.status == InboundMessage.Status.TOO_LARGE and big.raw is None
+    assert big.size > 20000 and "Subject: quote huge" in big.headers and big.message_id.startswith("<")
+    # Not processed, so left where it is on the server.
+    assert [v["subject"] for v in folder_state(dovecot, mailbox.email_address).values()] == ["quote huge"]
+    assert mailbox_poll(mailbox_id=mailbox.pk).fetched == 0
+
+
+def test_it_normalises_message_ids() -> None:
+    assert normalise_message_id(" <abc@x.test>\r\n (comment)") == "<abc@x.test>"
+    assert normalise_message_id("abc@x.test") == "<abc@x.test>"
+    assert normalise_message_id("") == ""
+
+
+def test_it_records_a_connection_failure_with_backoff_and_keeps_others_going(
+    bob: Staff, dovecot: Any, settings: Any
+) -> None:
+    settings.MAILBOX_POLL_INTERVAL = 60
+    broken = make_reader(bob, dovecot, imap_port=1)  # nothing listens there
+    healthy = make_reader(bob, dovecot)
+    append(dovecot, healthy.email_address, message("quote fine"))
+
+    first = mailbox_poll(mailbox_id=broken.pk)
+    assert first.error and first.new == 0
+    broken.refresh_from_db()
+    assert broken.consecutive_failures == 1 and broken.last_error
+    assert broken.next_poll_at is not None and broken.last_error_at is not None
+    assert broken.status == Mailbox.Status.ACTIVE
+    delay = (broken.next_poll_at - broken.last_error_at).total_seconds()
+    assert 59 <= delay <= 61
+
+    mailbox_poll(mailbox_id=broken.pk)
+    broken.refresh_from_db()
+    assert broken.consecutive_failures == 2
+    assert broken.next_poll_at is not None and broken.last_error_at is not None
+    assert 119 <= (broken.next_poll_at - broken.last_error_at).total_seconds() <= 121
+
+    assert mailbox_poll(mailbox_id=healthy.pk).new == 1
