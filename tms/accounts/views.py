@@ -62,7 +62,7 @@ class LoginView(auth_views.LoginView):
 @staff_required
 def home(request: HttpRequest) -> HttpResponse:
     """Where a staff member lands after login: their work."""
-    return redirect("profile")
+    return redirect("shipment-list")
 
 
 @staff_required

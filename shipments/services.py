@@ -1,0 +1,624 @@
+"""Shipment, activity, customer and contact services: the only code that creates or changes them.
+
+Every function is keyword-only and typed; views, the API and the intake handler call these and
+nothing else to write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from mailboxes.models import InboundMessage, OutboundMessage
+from tms.accounts.models import Staff, Tenant
+
+from .domains import domain_normalise, domain_of, is_free_mail
+from .excerpt import message_excerpt
+from .models import Activity, Contact, Customer, CustomerDomain, FiledMessage, Shipment, ShipmentCounter, Status
+from .selectors import contact_by_email, reply_defaults, shipment_timeline, thread_references
+
+logger = logging.getLogger(__name__)
+
+# Fields staff may edit on a shipment (the form and the API use this list).
+EDITABLE_FIELDS = (
+    "status", "customer", "contact", "assigned_to",
+    "origin_city", "origin_state", "origin_postal_code", "origin_country",
+    "destination_city", "destination_state", "destination_postal_code", "destination_country",
+    "pickup_date", "delivery_date", "weight_lbs", "pieces", "equipment", "commodity", "hazmat",
+    "bol_number", "po_number", "pro_number",
+)
+NUMBER_DIGITS = 6
+
+
+# ----------------------------------------------------------------------------- customers and contacts
+
+
+def _set_domains(*, customer: Customer, domains: Iterable[str]) -> None:
+    wanted: list[str] = []
+    for value in domains:
+        if value.strip():
+            domain = domain_normalise(value)
+            if domain not in wanted:
+                wanted.append(domain)
+    taken = (
+        CustomerDomain.objects.filter(tenant=customer.tenant, domain__in=wanted)
+        .exclude(customer=customer).values_list("domain", flat=True)
+    )
+    if taken:
+        raise ValidationError({"email_domains": f"already used by another customer: {', '.join(sorted(taken))}"})
+    CustomerDomain.objects.filter(customer=customer).exclude(domain__in=wanted).delete()
+    have = set(CustomerDomain.objects.filter(customer=customer).values_list("domain", flat=True))
+    CustomerDomain.objects.bulk_create(
+        CustomerDomain(tenant=customer.tenant, customer=customer, domain=d) for d in wanted if d not in have
+    )
+
+
+def customer_create(*, tenant: Tenant, name: str, email_domains: Iterable[str] = (), notes: str = "") -> Customer:
+    """A customer; contacts of its domains without a customer are filed against it from now on."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "a customer needs a name"})
+    if Customer.objects.for_tenant(tenant).filter(name__iexact=name).exists():
+        raise ValidationError({"name": f"a customer named {name!r} already exists"})
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.for_tenant(tenant).create(name=name, notes=notes)
+            _set_domains(customer=customer, domains=email_domains)
+            _adopt_contacts(customer=customer)
+    except IntegrityError:
+        raise ValidationError({"name": f"a customer named {name!r} already exists"}) from None
+    return customer
+
+
+def customer_update(
+    *, customer: Customer, name: str | None = None, email_domains: Iterable[str] | None = None,
+    notes: str | None = None,
+) -> Customer:
+    with transaction.atomic():
+        if name is not None:
+            name = name.strip()
+            if not name:
+                raise ValidationError({"name": "a customer needs a name"})
+            clash = Customer.objects.for_tenant(customer.tenant).filter(name__iexact=name).exclude(pk=customer.pk)
+            if clash.exists():
+                raise ValidationError({"name": f"a customer named {name!r} already exists"})
+            customer.name = name
+        if notes is not None:
+            customer.notes = notes
+        customer.save()
+        if email_domains is not None:
+            _set_domains(customer=customer, domains=email_domains)
+            _adopt_contacts(customer=customer)
+    return customer
+
+
+def _adopt_contacts(*, customer: Customer) -> None:
+    """Contacts without a customer whose address is at one of the customer's domains join it."""
+    for domain in CustomerDomain.objects.filter(customer=customer).values_list("domain", flat=True):
+        Contact.objects.for_tenant(customer.tenant).filter(
+            customer__isnull=True, email__iendswith=f"@{domain}"
+        ).update(customer=customer)
+
+
+def customer_for_domain(*, tenant: Tenant, domain: str) -> Customer | None:
+    """The customer that lists this domain; free-mail domains never name one."""
+    if not domain or is_free_mail(domain):
+        return None
+    row = CustomerDomain.objects.filter(tenant=tenant, domain=domain.lower()).select_related("customer").first()
+    return row.customer if row else None
+
+
+def contact_create(*, tenant: Tenant, email: str, name: str = "", customer: Customer | None = None) -> Contact:
+    email = email.strip()
+    validate_email(email)
+    if customer is not None and customer.tenant_id != tenant.pk:
+        raise ValidationError({"customer": "no such customer"})
+    if customer is None:
+        customer = customer_for_domain(tenant=tenant, domain=domain_of(email))
+    if Contact.objects.for_tenant(tenant).filter(email__iexact=email).exists():
+        raise ValidationError({"email": f"a contact with the address {email} already exists"})
+    try:
+        with transaction.atomic():
+            return Contact.objects.for_tenant(tenant).create(email=email, name=name.strip()[:200], customer=customer)
+    except IntegrityError:
+        raise ValidationError({"email": f"a contact with the address {email} already exists"}) from None
+
+
+UNCHANGED: Any = object()
+
+
+def contact_update(*, contact: Contact, name: str | None = None, customer: Customer | None = UNCHANGED) -> Contact:
+    """Rename a contact or move it to another customer (None: no customer; left out: unchanged)."""
+    if name is not None:
+        contact.name = name.strip()[:200]
+    if customer is not UNCHANGED:
+        if customer is not None and customer.tenant_id != contact.tenant_id:
+            raise ValidationError({"customer": "no such customer"})
+        contact.customer = customer
+    contact.save()
+    return contact
+
+
+def contact_for_sender(*, tenant: Tenant, email: str, name: str = "") -> Contact | None:
+    """The contact for a sender's address, made on first sight (and filed under the customer that
+    lists the sender's domain). None for an address that is not one, or one of our own staff."""
+    email = email.strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        return None
+    contacts = Contact.objects.for_tenant(tenant)
+    found = contact_by_email(tenant=tenant, email=email)
+    if found is not None:
+        if not found.name and name.strip():
+            found.name = name.strip()[:200]
+            found.save(update_fields=["name"])
+        return found
+    if Staff.objects.for_tenant(tenant).filter(email__iexact=email).exists():
+        return None
+    customer = customer_for_domain(tenant=tenant, domain=domain_of(email))
+    try:
+        # A savepoint: a concurrent intake of another message from the same sender may win the
+        # race on the unique (tenant, lower(email)) constraint; then use its row.
+        with transaction.atomic():
+            return contacts.create(email=email, name=name.strip()[:200], customer=customer)
+    except IntegrityError:
+        return contact_by_email(tenant=tenant, email=email)
+
+
+# ----------------------------------------------------------------------------- shipments
+
+
+def shipment_number_format(*, tenant: Tenant, sequence: int) -> str:
+    return f"{tenant.shipment_prefix}{sequence:0{NUMBER_DIGITS}d}"
+
+
+def shipment_sequence_allocate(*, tenant: Tenant, sequence: int | None = None) -> int:
+    """The next sequence number of the tenant, or `sequence` itself (importing existing numbers).
+
+    The counter row is locked (SELECT ... FOR UPDATE) until the caller's transaction ends, so two
+    concurrent intakes never get the same number; the unique constraint on (tenant, sequence)
+    backs it up. Must run inside a transaction.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("shipment_sequence_allocate() must run inside a transaction")
+    counter, _ = ShipmentCounter.objects.select_for_update().get_or_create(tenant=tenant)
+    if sequence is None:
+        counter.last_value += 1
+        sequence = counter.last_value
+    elif sequence < 1:
+        raise ValidationError({"sequence": "must be a positive number"})
+    elif sequence > counter.last_value:
+        counter.last_value = sequence
+    counter.save(update_fields=["last_value"])
+    return sequence
+
+
+def shipment_create(
+    *, tenant: Tenant, status: str = Status.QUOTE_REQUESTED, assigned_to: Staff | None = None,
+    customer: Customer | None = None, contact: Contact | None = None,
+    source_message: InboundMessage | None = None, fields: Mapping[str, Any] | None = None,
+    extraction_confidence: Mapping[str, Any] | None = None, sequence: int | None = None,
+    actor: Staff | None = None, note: str = "",
+) -> Shipment:
+    """A new shipment with the next number of its tenant (SHP-000123), and its first activity."""
+    if status not in Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Status.values)}"})
+    for name, related in (("assigned_to", assigned_to), ("customer", customer), ("contact", contact),
+                          ("source_message", source_message)):
+        if related is not None and related.tenant_id != tenant.pk:
+            raise ValidationError({name: "belongs to another company"})
+    values = _clean_fields(fields or {})
+    with transaction.atomic():
+        seq = shipment_sequence_allocate(tenant=tenant, sequence=sequence)
+        shipment = Shipment(
+            tenant=tenant, sequence=seq, number=shipment_number_format(tenant=tenant, sequence=seq),
+            status=status, assigned_to=assigned_to, customer=customer, contact=contact,
+            source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
+            source_message_key=_message_key(source_message), **values,
+        )
+        shipment.full_clean(exclude=["tenant", "source_message", "number"], validate_unique=False)
+        try:
+            with transaction.atomic():
+                shipment.save()
+        except IntegrityError:
+            if Shipment.objects.for_tenant(tenant).filter(sequence=seq).exists():
+                raise ValidationError({"sequence": f"shipment number {shipment.number} is taken"}) from None
+            raise  # the message already made a shipment: the caller decides
+        if source_message is not None:
+            Activity.objects.for_tenant(tenant).create(
+                shipment=shipment, kind=Activity.Kind.EMAIL_IN, inbound_message=source_message,
+                message_key=_message_key(source_message), text=note or "Created from e-mail.",
+            )
+        else:
+            Activity.objects.for_tenant(tenant).create(
+                shipment=shipment, kind=Activity.Kind.NOTE, actor=actor, text=note or "Created.",
+            )
+    return shipment
+
+
+def _clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Shipment field values from a mapping (a form, the API, or the classifier's extraction):
+    only known fields, strings trimmed to their column, dates parsed, bad values dropped."""
+    values: dict[str, Any] = {}
+    for name in ("origin", "destination"):
+        place = fields.get(name)
+        if isinstance(place, Mapping):
+            for part in ("city", "state", "postal_code", "country"):
+                if place.get(part) is not None:
+                    values[f"{name}_{part}"] = place[part]
+    for name in EDITABLE_FIELDS:
+        if name in fields and name not in ("status", "customer", "contact", "assigned_to"):
+            values[name] = fields[name]
+    return {name: _clean_value(name, value) for name, value in values.items()}
+
+
+def _clean_value(name: str, value: Any) -> Any:
+    model_field = Shipment._meta.get_field(name)
+    kind = model_field.get_internal_type()
+    if kind == "DateField":
+        return _as_date(value)
+    if kind in ("PositiveIntegerField", "PositiveBigIntegerField"):
+        return _as_count(value)
+    if kind == "BooleanField":
+        return bool(value)
+    text = "" if value is None else str(value).strip()[: getattr(model_field, "max_length", None) or 200]
+    if name == "equipment" and text not in Shipment.Equipment.values:
+        return ""
+    return text.upper() if name.endswith(("_state", "_country")) else text
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _as_count(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 <= number <= 2_000_000_000 else None
+
+
+def shipment_update(*, shipment: Shipment, actor: Staff | None, changes: Mapping[str, Any]) -> Shipment:
+    """Change editable fields; a status change is logged as an activity."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"not editable: {', '.join(sorted(unknown))}")
+    tenant_id = shipment.tenant_id
+    for name in ("assigned_to", "customer", "contact"):
+        related = changes.get(name)
+        if related is not None and related.tenant_id != tenant_id:
+            raise ValidationError({name: "belongs to another company"})
+    old_status = shipment.status
+    if "status" in changes and changes["status"] not in Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Status.values)}"})
+    for name in ("status", "assigned_to", "customer", "contact"):
+        if name in changes:
+            setattr(shipment, name, changes[name])
+    # A field left empty on a form comes as "" or None: clear it rather than drop it.
+    plain = {k: v for k, v in changes.items() if k not in ("status", "assigned_to", "customer", "contact")}
+    cleaned = _clean_fields(plain)
+    for name in plain:
+        if name not in cleaned:
+            continue
+        setattr(shipment, name, cleaned[name])
+    shipment.full_clean(exclude=["tenant", "source_message", "number"], validate_unique=False)
+    with transaction.atomic():
+        shipment.save()
+        if shipment.status != old_status:
+            Activity.objects.for_tenant(shipment.tenant).create(
+                shipment=shipment, kind=Activity.Kind.STATUS_CHANGE, actor=actor,
+                text=f"Status: {Status(old_status).label} → {Status(shipment.status).label}",
+            )
+    return shipment
+
+
+# ----------------------------------------------------------------------------- activities
+
+
+def activity_note_add(*, shipment: Shipment, actor: Staff, text: str) -> Activity:
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": "a note needs some text"})
+    if actor.tenant_id != shipment.tenant_id:
+        raise ValidationError("not your company's shipment")
+    return Activity.objects.for_tenant(shipment.tenant).create(
+        shipment=shipment, kind=Activity.Kind.NOTE, actor=actor, text=text[:20000]
+    )
+
+
+def _message_key(message: InboundMessage | None) -> str:
+    return (message.message_id or "").strip() if message is not None else ""
+
+
+def activity_record_inbound(*, shipment: Shipment, message: InboundMessage, text: str) -> tuple[Activity, bool]:
+    """The email_in activity of a message on a shipment, once: (activity, created). A copy of the
+    same mail (same Message-ID) in another staff mailbox finds the first one's activity."""
+    key = _message_key(message)
+    same = Q(inbound_message=message) | (Q(message_key=key) if key else Q(pk__in=[]))
+    mine = Activity.objects.for_tenant(shipment.tenant).filter(shipment=shipment)
+    existing = mine.filter(same).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            created = mine.create(shipment=shipment, kind=Activity.Kind.EMAIL_IN, inbound_message=message,
+                                  message_key=key, text=text)
+    except IntegrityError:  # a concurrent intake of a copy won the race
+        return mine.filter(same).get(), False
+    return created, True
+
+
+def shipment_reply_send(*, shipment: Shipment, staff: Staff, to: list[str], subject: str, body: str) -> Activity:
+    """Send mail about a shipment through the staff member's own mailbox (mailboxes.sending picks
+    it; the company mailbox or the relay when they have none), tagged "[SHP-000123]" and threaded
+    under the latest mail of the shipment, and log it on the timeline as email_out.
+
+    Raises mailboxes.sending.SendRefused (a ValueError) with the reason when it may not go.
+    """
+    from mailboxes.sending import SendRefused, message_queue
+
+    if staff.tenant_id != shipment.tenant_id:
+        raise SendRefused("not your company's shipment")
+    if not body.strip():
+        raise SendRefused("the message is empty")
+    defaults = reply_defaults(shipment=shipment, timeline=shipment_timeline(shipment=shipment))
+    parent = defaults.in_reply_to
+    references = thread_references(shipment=shipment, parent_message_id=parent) if parent else []
+    with transaction.atomic():
+        outbound = message_queue(
+            tenant=shipment.tenant, staff=staff, to=to, subject=subject.strip() or defaults.subject,
+            body_text=body, in_reply_to=parent, references=references,
+            related=shipment.related_key, subject_tag=shipment.subject_tag,
+        )
+        return activity_record_outbound(shipment=shipment, message=outbound, actor=staff, text=body.strip()[:20000])
+
+
+def activity_record_outbound(*, shipment: Shipment, message: OutboundMessage, actor: Staff | None,
+                             text: str) -> Activity:
+    activity, _ = Activity.unscoped.get_or_create(
+        shipment=shipment, outbound_message=message,
+        defaults={"tenant_id": shipment.tenant_id, "kind": Activity.Kind.EMAIL_OUT, "actor": actor, "text": text},
+    )
+    return activity
+
+
+# ----------------------------------------------------------------------------- intake
+
+
+@dataclass
+class IntakeOutcome:
+    """What one inbound message did to the shipments of its tenant (plain data for the handler)."""
+
+    category: str
+    reason: str = ""
+    created: list[Shipment] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)  # numbers of shipments the message was filed on
+    touched_ids: list[str] = field(default_factory=list)  # and their public ids
+    unknown_refs: list[str] = field(default_factory=list)
+    thread: list[str] = field(default_factory=list)  # numbers found through the reply headers or tag
+    contact: Contact | None = None
+    new_contact: bool = False
+
+
+_MAX_THREAD_IDS = 50
+
+
+def _id_variants(ids: Iterable[str]) -> list[str]:
+    """Message-IDs as stored anywhere: with and without the angle brackets."""
+    out: list[str] = []
+    for value in ids:
+        bare = value.strip().strip("<>").strip()
+        if bare:
+            out += [f"<{bare}>", bare]
+    return out
+
+
+def _digits_to_number(tenant: Tenant, digits: str) -> str:
+    # By value: "SHP-98812" and "SHP 0098812" both name sequence 98812, which is SHP-098812 here.
+    return shipment_number_format(tenant=tenant, sequence=int(digits))
+
+
+def shipment_numbers_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> dict[str, str]:
+    """{ref as the classifier wrote it: the number it would have here} ("SHP-104233" -> "SHP-104233"
+    whatever the tenant's hyphen style)."""
+    out: dict[str, str] = {}
+    for ref in refs:
+        digits = re.sub(r"\D", "", ref)
+        if digits:
+            out[ref] = _digits_to_number(tenant, digits)
+    return out
+
+
+def subject_tag_numbers(*, tenant: Tenant, subject: str) -> list[str]:
+    """Shipment numbers in subject tags like "[SHP-000123]" (what our replies carry)."""
+    pattern = re.compile(rf"\[\s*{re.escape(tenant.ref_prefix)}\s*[-#]?\s*(\d{{1,12}})\s*\]", re.IGNORECASE)
+    return [_digits_to_number(tenant, digits) for digits in pattern.findall(subject or "")]
+
+
+def shipments_for_thread(
+    *, tenant: Tenant, in_reply_to: str | None, references: Iterable[str], subject: str
+) -> list[Shipment]:
+    """The shipments a message replies to: In-Reply-To/References naming mail we sent about a
+    shipment or mail already filed on one, or our subject tag. Oldest first, no duplicates."""
+    ids = [i for i in [in_reply_to, *references] if i][-_MAX_THREAD_IDS:]
+    variants = _id_variants(ids)
+    shipment_ids: set[int] = set()
+    public_ids: set[str] = set()
+    if variants:
+        for related in OutboundMessage.objects.for_tenant(tenant).filter(
+            message_id__in=variants, related__startswith="shipment:"
+        ).values_list("related", flat=True):
+            public_ids.add(related.partition(":")[2])
+        shipment_ids.update(
+            Activity.objects.for_tenant(tenant).filter(inbound_message__message_id__in=variants)
+            .values_list("shipment_id", flat=True)
+        )
+    numbers = subject_tag_numbers(tenant=tenant, subject=subject)
+    valid_uuids = [p for p in public_ids if _is_uuid(p)]
+    if not (shipment_ids or valid_uuids or numbers):
+        return []
+    query = Q(pk__in=shipment_ids) | Q(public_id__in=valid_uuids) | Q(number__in=numbers)
+    return list(Shipment.objects.for_tenant(tenant).filter(query).order_by("created_at", "id"))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _email_text(classification: Any) -> str:
+    subject = str(getattr(classification, "subject", "") or "").strip()
+    return subject[:1000] or "(no subject)"
+
+
+def message_intake(*, message: InboundMessage, classification: Any) -> IntakeOutcome:
+    """Act on a classified inbound message (inside the caller's transaction).
+
+    - a reply to mail we sent about a shipment (In-Reply-To/References, or the subject tag), or to
+      mail already filed on one: an email_in activity there, whatever the category;
+    - otherwise quote/pickup: a new shipment (quote_requested/pickup_requested) assigned to the
+      mailbox's owner, filled from the extraction, with an activity "created from e-mail";
+    - operations: an activity on every referenced shipment of the tenant; unknown refs are listed;
+    - other: nothing (mail from a known contact is still filed under their customer).
+    The sender becomes a contact (unless it is one already) for anything but "other".
+    Safe to run twice: the one-to-one source message and the unique (shipment, inbound message)
+    activity make a second run find what the first made instead of making it again.
+    """
+    tenant = message.tenant
+    category = str(classification.category)
+    sender = _sender(message, classification)
+    outcome = IntakeOutcome(category=category, reason=str(getattr(classification, "reason", "") or ""))
+    if category != "other":
+        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender)
+    thread = shipments_for_thread(
+        tenant=tenant, in_reply_to=getattr(classification, "in_reply_to", None),
+        references=list(getattr(classification, "references", None) or ()),
+        subject=str(getattr(classification, "subject", "") or ""),
+    )
+    if thread and outcome.contact is None:
+        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender)
+    outcome.thread = [s.number for s in thread]
+    targets = list(thread)
+    if not thread and category in ("quote", "pickup"):
+        shipment, created = _shipment_from_message(
+            message=message, classification=classification, contact=outcome.contact
+        )
+        if created:
+            outcome.created.append(shipment)
+        outcome.touched.append(shipment.number)
+        outcome.touched_ids.append(str(shipment.public_id))
+    if category == "operations" or thread:
+        known, unknown = _referenced_shipments(tenant=tenant, classification=classification)
+        targets += [s for s in known if s not in targets]
+        if category == "operations":
+            outcome.unknown_refs = unknown
+    text = _email_text(classification)
+    if targets:
+        text = message_excerpt(message.raw) or text
+    for shipment in targets:
+        activity, created = activity_record_inbound(shipment=shipment, message=message, text=text)
+        if created:
+            outcome.activities.append(activity)
+        if shipment.number not in outcome.touched:
+            outcome.touched.append(shipment.number)
+            outcome.touched_ids.append(str(shipment.public_id))
+    contact = outcome.contact or (contact_by_email(tenant=tenant, email=sender[0]) if sender[0] else None)
+    if contact is not None:
+        FiledMessage.unscoped.get_or_create(
+            inbound_message=message,
+            defaults={"tenant": tenant, "contact": contact, "customer_id": contact.customer_id,
+                      "category": category},
+        )
+    return outcome
+
+
+def _referenced_shipments(*, tenant: Tenant, classification: Any) -> tuple[list[Shipment], list[str]]:
+    """The tenant's shipments the classifier found refs to, and the refs that name none."""
+    refs = shipment_numbers_for_refs(tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ())
+    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=set(refs.values()))}
+    known = [found[n] for n in dict.fromkeys(refs.values()) if n in found]
+    return known, [ref for ref, number in refs.items() if number not in found]
+
+
+def _sender(message: InboundMessage, classification: Any) -> tuple[str, str]:
+    """The sender's address (the classifier's, else the stored From) and display name."""
+    name, header_address = parseaddr(message.from_address or "")
+    address = str(getattr(classification, "from_addr", "") or "") or header_address
+    return parseaddr(address)[1].strip() or address.strip(), name.strip().strip('"')
+
+
+def _sender_contact(*, tenant: Tenant, sender: tuple[str, str]) -> tuple[Contact | None, bool]:
+    address, name = sender
+    if not address:
+        return None, False
+    existed = contact_by_email(tenant=tenant, email=address)
+    if existed is not None:
+        return existed, False
+    contact = contact_for_sender(tenant=tenant, email=address, name=name)
+    return contact, contact is not None
+
+
+def _shipment_from_message(
+    *, message: InboundMessage, classification: Any, contact: Contact | None
+) -> tuple[Shipment, bool]:
+    key = _message_key(message)
+    same = Q(source_message=message) | (Q(source_message_key=key) if key else Q(pk__in=[]))
+    existing = Shipment.objects.for_tenant(message.tenant).filter(same).first()
+    if existing is not None:
+        return existing, False
+    status = Status.PICKUP_REQUESTED if classification.category == "pickup" else Status.QUOTE_REQUESTED
+    extracted = getattr(classification, "fields", None)
+    to_dict = getattr(extracted, "to_dict", None)
+    fields = to_dict() if callable(to_dict) else dict(extracted or {})
+    confidence = getattr(classification, "confidence", None) or {}
+    staff = message.mailbox.staff
+    try:
+        with transaction.atomic():
+            shipment = shipment_create(
+                tenant=message.tenant, status=status, assigned_to=staff,
+                customer=contact.customer if contact else None, contact=contact,
+                source_message=message, fields=fields, extraction_confidence=_jsonable(confidence),
+                note="\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p),
+            )
+    except IntegrityError:
+        # Another transaction filed this message (or a copy of it) first: the unique source said no.
+        return Shipment.objects.for_tenant(message.tenant).get(same), False
+    return shipment, True
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
