@@ -29,6 +29,8 @@ class TenantScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         return self.request._request.staff  # type: ignore[attr-defined,no-any-return]
 
     def get_queryset(self) -> models.QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no request
+            return self.model.unscoped.none()  # type: ignore[attr-defined,no-any-return]
         qs = self.model.objects.for_tenant(self.staff.tenant)  # type: ignore[attr-defined]
         return self.scope_queryset(qs)
 
