@@ -5,8 +5,10 @@ from rest_framework.routers import DefaultRouter
 
 from documents.api import DocumentViewSet
 from mailboxes.api import MailboxViewSet
+from mailboxes.ops import ops_mailboxes
 from shipments.api import ActivityViewSet, ContactViewSet, CustomerViewSet, ShipmentViewSet
 from tms.accounts.api_views import StaffViewSet
+from tms.metrics import metrics_view
 
 from . import views
 
@@ -21,6 +23,8 @@ router.register("documents", DocumentViewSet, basename="document-api")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("ops/", ops_mailboxes, name="ops-mailboxes"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include(router.urls)),

@@ -1,0 +1,140 @@
+"""Which shipment a document belongs to, from the evidence in order of strength.
+
+1. shipment numbers in the file name ("POD_SHP105677.pdf"),
+2. shipment numbers in the document's text,
+3. BOL / PO / PRO numbers known on the tenant's shipments, in the file name or the text,
+4. the message: its shipment refs and the shipments the shipments handler filed it on.
+
+The first level that names exactly one of the tenant's shipments decides. A level that names
+several is narrowed to those the message also names; if that leaves one, it decides, otherwise the
+document stays unmatched with them as suggestions (weaker evidence never overrules an ambiguous
+stronger one). Refs that name no shipment of the tenant are no evidence at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+from django.db.models import Q
+from django.db.models.functions import Upper
+
+import classifier
+from classifier.attachments import name_words
+from shipments.models import Shipment
+from shipments.services import shipment_numbers_for_refs
+from tms.accounts.models import Tenant
+
+# Identifier-like words: letters/digits with inner hyphens ("RT-33817", "88123-01", "7734120").
+_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+# A label glued to its number in file names: "PO77102", "BOL-5521907", "PRO#RT33817".
+_GLUED_LABEL = re.compile(r"^(?:PO|BOL|BL|PRO)[#-]?(?=\d)", re.IGNORECASE)
+_MIN_NUMBER_LENGTH = 4
+_MAX_TOKENS = 5000
+
+
+@dataclass(frozen=True)
+class Match:
+    shipment: Shipment | None
+    via: str = ""
+    candidates: list[str] = field(default_factory=list)  # shipment numbers to suggest when unmatched
+
+
+def number_tokens(*texts: str) -> set[str]:
+    """Upper-case words that could be a BOL, PO or PRO number (at least 4 characters, one a digit)."""
+    found: set[str] = set()
+    for text in texts:
+        for raw in _TOKEN.findall(text or ""):
+            if len(raw) < _MIN_NUMBER_LENGTH or not any(ch.isdigit() for ch in raw):
+                continue
+            word = raw.upper()
+            found.add(word)
+            bare = _GLUED_LABEL.sub("", word)
+            if bare != word and len(bare) >= _MIN_NUMBER_LENGTH:
+                found.add(bare)
+            if len(found) >= _MAX_TOKENS:
+                return found
+    return found
+
+
+def shipments_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> list[Shipment]:
+    """The tenant's shipments named by refs as the classifier writes them ("SHP-104233")."""
+    numbers = list(dict.fromkeys(shipment_numbers_for_refs(tenant=tenant, refs=refs).values()))
+    if not numbers:
+        return []
+    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)}
+    return [found[n] for n in numbers if n in found]
+
+
+def shipments_for_numbers(*, tenant: Tenant, tokens: set[str]) -> list[tuple[Shipment, str]]:
+    """The tenant's shipments whose BOL, PO or PRO number is one of `tokens`, each with what matched."""
+    if not tokens:
+        return []
+    rows = cast(list[Shipment], list(
+        Shipment.objects.for_tenant(tenant)
+        .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))
+        .filter(Q(bol__in=tokens) | Q(po__in=tokens) | Q(pro__in=tokens))
+        .order_by("-created_at", "-id")[:50]
+    ))
+    out: list[tuple[Shipment, str]] = []
+    for shipment in rows:
+        for label, value in (("BOL", shipment.bol), ("PO", shipment.po), ("PRO", shipment.pro)):  # type: ignore[attr-defined]
+            if value and value in tokens:
+                out.append((shipment, f"{label} {value}"))
+                break
+    return out
+
+
+def hinted_shipments(*, tenant: Tenant, hints: dict[str, object]) -> list[Shipment]:
+    """The shipments the message named (its refs) or was filed on (by the shipments handler)."""
+    refs = [str(r) for r in _as_list(hints.get("refs"))]
+    numbers = [str(n) for n in _as_list(hints.get("shipments"))]
+    shipments = shipments_for_refs(tenant=tenant, refs=refs)
+    if numbers:
+        known = {s.pk for s in shipments}
+        shipments += [s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers) if s.pk not in known]
+    return shipments
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def find_match(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]) -> Match:
+    prefix = tenant.ref_prefix
+    hinted = hinted_shipments(tenant=tenant, hints=hints)
+    hinted_ids = {s.pk for s in hinted}
+    numbered = shipments_for_numbers(tenant=tenant, tokens=number_tokens(name_words(filename), filename, text))
+    in_name = shipments_for_refs(tenant=tenant, refs=classifier.find_refs(filename, prefix))
+    in_text = shipments_for_refs(tenant=tenant, refs=classifier.find_refs(text, prefix))
+    levels: list[tuple[str, list[tuple[Shipment, str]]]] = [
+        ("file name", [(s, s.number) for s in in_name]),
+        ("document text", [(s, s.number) for s in in_text]),
+        ("number in the document", numbered),
+        ("the message", [(s, s.number) for s in hinted]),
+    ]
+    for label, found in levels:
+        if not found:
+            continue
+        unique = _unique(found)
+        if len(unique) == 1:
+            shipment, what = unique[0]
+            return Match(shipment=shipment, via=f"{label}: {what}"[:200])
+        narrowed = [(s, what) for s, what in unique if s.pk in hinted_ids]
+        if len(narrowed) == 1:
+            shipment, what = narrowed[0]
+            return Match(shipment=shipment, via=f"{label} and the message: {what}"[:200])
+        return Match(shipment=None, candidates=[s.number for s, _ in unique])
+    return Match(shipment=None)
+
+
+def _unique(found: list[tuple[Shipment, str]]) -> list[tuple[Shipment, str]]:
+    seen: set[int] = set()
+    out = []
+    for shipment, what in found:
+        if shipment.pk not in seen:
+            seen.add(shipment.pk)
+            out.append((shipment, what))
+    return out

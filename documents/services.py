@@ -1,0 +1,313 @@
+"""Documents: record the attachments of a message, read them, match them to shipments.
+
+The intake handler records (inside the message's transaction) and queues the processor after the
+commit; the processor (a Celery task) reads the stored bytes, decides the kind and matches. A file
+that cannot be read is recorded as failed with the reason; it never fails the message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from classifier.attachments import kind_from_text
+from mailboxes.models import InboundMessage
+from shipments.models import Activity, Shipment
+from tms.accounts.models import Staff, Tenant
+
+from . import extract, matching
+from .models import Document, Kind, MatchState, Status, StoredFile, document_storage, stored_file_name
+
+logger = logging.getLogger(__name__)
+
+# Signature logos and social icons that mail programs attach as files ("image001.png", "logo.gif"):
+# small images with names like these are decoration, not documents. Inline images shown by the
+# HTML body (Content-ID, not disposition "attachment") never reach us: the classifier drops them.
+_DECORATION_MAX_BYTES = 64 * 1024
+_DECORATION_NAMES = ("image0", "logo", "signature", "banner", "icon", "facebook", "linkedin", "twitter",
+                     "instagram", "youtube", "outlook", "spacer")
+
+
+class AttachmentLike(Protocol):
+    """What the classifier reports per attachment (classifier.Attachment)."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+def is_decoration(attachment: AttachmentLike) -> bool:
+    name = attachment.filename.lower()
+    return (
+        attachment.content_type.lower().startswith("image/")
+        and len(attachment.payload) <= _DECORATION_MAX_BYTES
+        and any(word in name for word in _DECORATION_NAMES)
+    )
+
+
+def limits() -> extract.Limits:
+    return extract.Limits(
+        max_pages=settings.DOCUMENT_MAX_PAGES, max_chars=settings.DOCUMENT_MAX_TEXT_CHARS,
+        max_inflated=settings.DOCUMENT_MAX_DECOMPRESSED_BYTES, seconds=float(settings.DOCUMENT_EXTRACT_SECONDS),
+    )
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def stored_file_for(*, tenant: Tenant, payload: bytes, sha256: str | None = None) -> StoredFile:
+    """The tenant's one stored copy of `payload`, written to storage when it is new.
+
+    The storage name is the digest, so a write left behind by a rolled-back transaction is simply
+    found again on the next attempt; two transactions storing the same content meet at the
+    unique (tenant, sha256) constraint and both end up with the first one's row.
+    """
+    digest = sha256 or hashlib.sha256(payload).hexdigest()
+    existing = StoredFile.objects.for_tenant(tenant).filter(sha256=digest).first()
+    if existing is not None:
+        return existing
+    row = StoredFile(tenant=tenant, sha256=digest, size=len(payload))
+    storage = document_storage()
+    name = stored_file_name(row, "")
+    if not storage.exists(name):
+        name = storage.save(name, ContentFile(payload))
+    row.file.name = name
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:
+        return StoredFile.objects.for_tenant(tenant).get(sha256=digest)
+    return row
+
+
+# ----------------------------------------------------------------------------- intake
+
+
+@dataclass
+class RecordOutcome:
+    created: list[Document] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # decoration and empty parts, by file name
+
+
+def _clip_filename(name: str) -> str:
+    name = " ".join((name or "attachment").split()) or "attachment"
+    if len(name) <= 255:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if dot and 0 < len(suffix) <= 10:
+        return f"{stem[: 254 - len(suffix)]}.{suffix}"
+    return name[:255]
+
+
+def documents_record_from_message(
+    *, message: InboundMessage, attachments: Sequence[AttachmentLike], hints: dict[str, Any] | None = None
+) -> RecordOutcome:
+    """A Document per attachment of `message` (not decoration, not empty), inside the caller's
+    transaction; the processor is queued for each after the commit.
+
+    Safe to run twice: an attachment is recorded once per (message, position), the unique
+    constraint says so. An oversized file is recorded as failed and not stored. Never raises for
+    a bad attachment.
+    """
+    tenant = message.tenant
+    outcome = RecordOutcome()
+    done = set(Document.objects.for_tenant(tenant).filter(source_message=message).values_list("position", flat=True))
+    max_bytes = settings.DOCUMENT_MAX_BYTES
+    for position, attachment in enumerate(attachments):
+        payload = bytes(attachment.payload or b"")
+        if position in done:
+            continue
+        if not payload or is_decoration(attachment):
+            outcome.skipped.append(attachment.filename)
+            continue
+        digest = hashlib.sha256(payload).hexdigest()
+        kind = attachment.kind if attachment.kind in Kind.values else Kind.OTHER
+        document = Document(
+            tenant=tenant, source_message=message, position=position, filename=_clip_filename(attachment.filename),
+            content_type=(attachment.content_type or "application/octet-stream")[:127], size=len(payload),
+            sha256=digest, kind=kind, hints=dict(hints or {}),
+        )
+        if len(payload) > max_bytes:
+            document.status = Status.FAILED
+            document.error = f"file too large: {len(payload)} bytes (the limit is {max_bytes})"
+            document.processed_at = timezone.now()
+        else:
+            document.stored = stored_file_for(tenant=tenant, payload=payload, sha256=digest)
+        try:
+            with transaction.atomic():
+                document.save()
+        except IntegrityError:
+            continue  # recorded by a concurrent run of the same message
+        outcome.created.append(document)
+        if document.status == Status.PENDING:
+            transaction.on_commit(partial(_enqueue, document.pk))
+        else:
+            logger.info("document %s of message %s: %s", document.pk, message.pk, document.error)
+    return outcome
+
+
+def _enqueue(document_id: int) -> None:
+    from .tasks import document_process_task
+
+    document_process_task.delay(document_id)
+
+
+# ----------------------------------------------------------------------------- processing
+
+
+def document_read(*, document: Document) -> bytes:
+    """The stored bytes (OSError when the storage cannot be read: a temporary error)."""
+    if document.stored is None:
+        raise FileNotFoundError("the document's content was not stored")
+    with document.stored.file.open("rb") as handle:
+        data: bytes = handle.read(settings.DOCUMENT_MAX_BYTES + 1)
+    return data
+
+
+def document_process(*, document_id: int) -> Document | None:
+    """Read a pending document, decide its kind and match it. None when the row is gone.
+
+    Safe to run twice: a document that is no longer pending is returned as it is; the outcome is
+    written under a row lock, once. OSError (storage unreachable) propagates for the task to retry.
+    """
+    document = Document.unscoped.select_related("tenant", "stored").filter(pk=document_id).first()
+    if document is None or document.status != Status.PENDING:
+        return document
+    try:
+        payload = document_read(document=document)
+        if len(payload) > settings.DOCUMENT_MAX_BYTES:
+            raise extract.ExtractionError(
+                f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
+            )
+        result = extract.extract_text(payload=payload, filename=document.filename,
+                                      content_type=document.content_type, limits=limits())
+    except extract.ExtractionError as exc:
+        return document_fail(document_id=document_id, reason=str(exc))
+    return _finish(document_id=document_id, result=result)
+
+
+def document_fail(*, document_id: int, reason: str) -> Document | None:
+    """Record that a pending document cannot be read (it stays unmatched, for staff to look at)."""
+    with transaction.atomic():
+        document = Document.unscoped.select_for_update().filter(pk=document_id).first()
+        if document is None or document.status != Status.PENDING:
+            return document
+        document.status = Status.FAILED
+        document.error = reason[:2000]
+        document.processed_at = timezone.now()
+        document.save(update_fields=["status", "error", "processed_at"])
+    logger.info("document %s failed: %s", document_id, reason)
+    return document
+
+
+def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
+    with transaction.atomic():
+        document = (Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
+                    .filter(pk=document_id).first())
+        if document is None or document.status != Status.PENDING:
+            return document
+        document.extracted_text = result.text
+        document.kind = _refined_kind(document.kind, result)
+        document.status = Status.PROCESSED
+        document.error = ""
+        document.processed_at = timezone.now()
+        fields = ["extracted_text", "kind", "status", "error", "processed_at"]
+        if document.match_state == MatchState.UNMATCHED and document.shipment_id is None:
+            found = matching.find_match(tenant=document.tenant, filename=document.filename, text=result.text,
+                                        hints=document.hints or {})
+            document.candidates = found.candidates
+            fields.append("candidates")
+            if found.shipment is not None:
+                _match(document, shipment=found.shipment, staff=None, via=found.via)
+                fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
+        document.save(update_fields=fields)
+    logger.info("document %s processed: kind %s, %s", document_id, document.kind,
+                f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
+    return document
+
+
+def _refined_kind(kind: str, result: extract.Extraction) -> str:
+    """The classifier judged the kind at intake from the name and the content it could read
+    cheaply; when it found nothing, the title and first lines of the text we read may say."""
+    if kind != Kind.OTHER or not result.text:
+        return kind
+    head = "\n".join([result.title, *[line for line in result.text.splitlines() if line.strip()][:2]])
+    found = kind_from_text(head)
+    return found if found in Kind.values else kind
+
+
+# ----------------------------------------------------------------------------- staff actions
+
+
+def _match(document: Document, *, shipment: Shipment, staff: Staff | None, via: str) -> None:
+    document.shipment = shipment
+    document.match_state = MatchState.MATCHED
+    document.matched_via = via[:200]
+    document.matched_by = staff
+    document.matched_at = timezone.now()
+    Activity.objects.for_tenant(document.tenant).create(
+        shipment=shipment, kind=Activity.Kind.DOCUMENT, actor=staff,
+        text=f"{Kind(document.kind).label}: {document.filename}"
+             + (f" (matched by {via})" if staff is None and via else ""),
+    )
+
+
+def document_match(*, document: Document, shipment: Shipment, staff: Staff | None = None, via: str = "") -> Document:
+    """File `document` on `shipment` (both of one tenant) and note it on the shipment's timeline.
+
+    Matching again to the same shipment changes nothing; to another one moves the document."""
+    if shipment.tenant_id != document.tenant_id or (staff is not None and staff.tenant_id != document.tenant_id):
+        raise ValidationError({"shipment": "No such shipment."})
+    with transaction.atomic():
+        locked = Document.unscoped.select_for_update(of=("self",)).select_related("tenant").get(pk=document.pk)
+        if locked.match_state == MatchState.MATCHED and locked.shipment_id == shipment.pk:
+            return locked
+        _match(locked, shipment=shipment, staff=staff, via=via or (f"staff: {staff.name}" if staff else "staff"))
+        locked.save(update_fields=["shipment", "match_state", "matched_via", "matched_by", "matched_at"])
+    logger.info("document %s matched to shipment %s by staff %s", locked.pk, shipment.pk,
+                staff.pk if staff else None)
+    return locked
+
+
+def document_ignore(*, document: Document, staff: Staff | None = None) -> Document:
+    """Take an unmatched document out of the inbox (a W-9, a fuel table): kept, but not filed."""
+    with transaction.atomic():
+        locked = Document.unscoped.select_for_update().get(pk=document.pk)
+        if locked.match_state == MatchState.IGNORED:
+            return locked
+        locked.match_state = MatchState.IGNORED
+        locked.shipment = None
+        locked.matched_by = staff
+        locked.matched_at = timezone.now()
+        locked.matched_via = ""
+        locked.save(update_fields=["match_state", "shipment", "matched_by", "matched_at", "matched_via"])
+    return locked
+
+
+def documents_pending_ids(*, older_than_seconds: int = 300, limit: int = 500) -> list[int]:
+    """Pending documents whose task seems lost (the sweep re-queues them; processing is idempotent)."""
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    return list(
+        Document.unscoped.filter(status=Status.PENDING, created_at__lt=cutoff)
+        .order_by("created_at").values_list("pk", flat=True)[:limit]
+    )
+
+
+def message_hints(*, refs: Iterable[str], shipments: Iterable[str]) -> dict[str, Any]:
+    return {"refs": sorted({str(r) for r in refs}), "shipments": sorted({str(s) for s in shipments})}

@@ -1,0 +1,207 @@
+"""Attachments of processed messages become documents, are read and matched to shipments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from documents.models import Document, StoredFile
+from mailboxes.models import InboundMessage, Mailbox
+from shipments.models import Activity
+from tests.documents.pdfs import bomb_pdf, broken_pdf, encrypted_pdf, make_pdf
+from tests.documents.support import corpus, corpus_labels, mail, receive, shipment
+from tests.factories import make_mailbox, make_staff
+from tms.accounts.models import Staff, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def docs(message: InboundMessage) -> list[Document]:
+    return list(Document.objects.for_tenant(message.tenant).filter(source_message=message).order_by("position"))
+
+
+def test_it_matches_by_a_ref_in_the_file_name(inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any) -> None:
+    target = shipment(acme, 105677)
+    message = receive(inbox, corpus("079.eml"), django_capture_on_commit_callbacks)
+
+    [document] = docs(message)
+    assert message.status == InboundMessage.Status.PROCESSED
+    assert (document.filename, document.kind, document.status) == ("POD_SHP105677.pdf", "pod", "processed")
+    assert document.shipment == target and document.match_state == "matched"
+    assert document.matched_via.startswith("file name")
+    assert "PROOF OF DELIVERY" in document.extracted_text
+    activity = Activity.objects.for_tenant(acme).get(shipment=target, kind=Activity.Kind.DOCUMENT)
+    assert "POD_SHP105677.pdf" in activity.text
+
+
+def test_a_ref_in_the_file_name_wins_over_the_pdf_text_and_the_message(
+    inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    named, in_text, in_message = shipment(acme, 200001), shipment(acme, 200002), shipment(acme, 200003)
+    raw = mail("Paperwork for SHP-200003", attachments=[
+        ("POD_SHP-200001.pdf", "application/pdf", make_pdf("PROOF OF DELIVERY\nBroker ref: SHP-200002")),
+        ("scan_0042.pdf", "application/pdf", make_pdf("BILL OF LADING\nRef SHP-200002", compress=True)),
+        ("notes.pdf", "application/pdf", make_pdf("Nothing to see here")),
+    ])
+    message = receive(inbox, raw, django_capture_on_commit_callbacks)
+
+    by_name, by_text, by_message = docs(message)
+    assert by_name.shipment == named and by_name.matched_via.startswith("file name")
+    assert by_text.shipment == in_text and by_text.matched_via.startswith("document text")
+    assert by_text.kind == "bol"
+    # The message names two (its subject and an attachment's name): no guess for the third file.
+    assert by_message.shipment is None and by_message.match_state == "unmatched"
+    assert sorted(by_message.candidates) == [named.number, in_message.number]
+
+
+def test_a_ref_only_in_the_message_matches(inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any) -> None:
+    target = shipment(acme, 105533)
+    message = receive(inbox, corpus("003.eml"), django_capture_on_commit_callbacks)
+
+    [document] = docs(message)
+    assert (document.filename, document.kind) == ("PackingList_PO77102.pdf", "packing_list")
+    assert document.shipment == target and document.matched_via.startswith("the message")
+
+
+def test_a_po_number_known_on_a_shipment_wins_over_the_message(
+    inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    shipment(acme, 105533)
+    by_po = shipment(acme, 300001, po_number="77102")
+    message = receive(inbox, corpus("003.eml"), django_capture_on_commit_callbacks)
+
+    [document] = docs(message)
+    assert document.shipment == by_po and document.matched_via == "number in the document: PO 77102"
+
+
+def test_it_matches_a_pro_number_in_the_text(inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any) -> None:
+    target = shipment(acme, 400001, pro_number="RT-33817")
+    raw = mail("Delivery receipt", attachments=[
+        ("receipt.pdf", "application/pdf", make_pdf("DELIVERY RECEIPT\nPRO: RT-33817\nDelivered 10:42")),
+    ])
+    [document] = docs(receive(inbox, raw, django_capture_on_commit_callbacks))
+    assert document.shipment == target and "PRO RT-33817" in document.matched_via
+
+
+def test_it_files_the_corpus_attachments_on_the_right_shipments(
+    inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    labels = corpus_labels()
+    with_files = {name: row for name, row in labels.items() if row["attachments"]}
+    for row in with_files.values():
+        for ref in row["shipment_refs"]:
+            shipment(acme, int(ref.split("-")[1]))
+
+    for name, row in sorted(with_files.items()):
+        message = receive(inbox, corpus(name), django_capture_on_commit_callbacks)
+        found = docs(message)
+        assert message.status == InboundMessage.Status.PROCESSED, name
+        assert [(d.filename, d.kind) for d in found] == [(a["filename"], a["kind"]) for a in row["attachments"]], name
+        assert all(d.status == "processed" for d in found), name
+        if row["shipment_refs"]:
+            [ref] = row["shipment_refs"]
+            expected = f"SHP-{int(ref.split('-')[1]):06d}"
+            assert [d.shipment.number if d.shipment else None for d in found] == [expected] * len(found), name
+        elif row["category"] in ("quote", "pickup"):
+            # The attachments of a request are filed on the shipment the request created.
+            created = message.shipment
+            assert [d.shipment for d in found] == [created] * len(found), name
+        else:
+            assert all(d.match_state == "unmatched" for d in found), name
+    images = Document.objects.for_tenant(acme).filter(content_type="image/png")
+    assert images.count() == 2 and all(d.extracted_text == "" and d.status == "processed" for d in images)
+
+
+def test_a_broken_pdf_fails_alone(inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any) -> None:
+    target = shipment(acme, 105999)
+    raw = mail("Docs for SHP-105999", attachments=[
+        ("BOL_SHP105999.pdf", "application/pdf", make_pdf("BILL OF LADING\nRef SHP-105999")),
+        ("POD_SHP105999.pdf", "application/pdf", broken_pdf()),
+        ("manifest.csv", "text/csv", b"ref,pieces\nSHP-105999,6\n"),
+        ("locked.pdf", "application/pdf", encrypted_pdf("BILL OF LADING SHP-105999")),
+        ("bomb.pdf", "application/pdf", bomb_pdf(64 * 1024 * 1024)),
+    ])
+    message = receive(inbox, raw, django_capture_on_commit_callbacks)
+
+    good, broken, csv_doc, locked, bomb = docs(message)
+    assert message.status == InboundMessage.Status.PROCESSED
+    assert good.status == "processed" and good.shipment == target
+    assert csv_doc.status == "processed" and csv_doc.shipment == target and "SHP-105999\t6" in csv_doc.extracted_text
+    assert broken.status == "failed" and broken.error.startswith("malformed PDF")
+    assert locked.status == "failed" and locked.error.startswith("encrypted PDF")
+    assert bomb.status == "failed" and "decompression bomb" in bomb.error
+    for failed in (broken, locked, bomb):
+        assert failed.match_state == "unmatched" and failed.shipment is None and failed.extracted_text == ""
+
+
+def test_an_oversized_file_is_recorded_as_failed_and_not_stored(
+    inbox: Mailbox, acme: Tenant, doc_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    doc_settings.DOCUMENT_MAX_BYTES = 10_000
+    raw = mail("Big scan", attachments=[("huge.pdf", "application/pdf", make_pdf("x" * 20_000))])
+    message = receive(inbox, raw, django_capture_on_commit_callbacks)
+
+    [document] = docs(message)
+    assert message.status == InboundMessage.Status.PROCESSED
+    assert document.status == "failed" and document.error.startswith("file too large")
+    assert document.stored is None and not StoredFile.objects.for_tenant(acme).exists()
+
+
+def test_identical_content_is_stored_once_per_tenant(
+    inbox: Mailbox, acme: Tenant, globex: Tenant, doc_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    pdf = make_pdf("RATE CONFIRMATION\nShipment SHP-100123")
+    first = receive(inbox, mail("RC", attachments=[("rc.pdf", "application/pdf", pdf)]), django_capture_on_commit_callbacks)
+    second = receive(inbox, mail("RC again", attachments=[("RC copy.pdf", "application/pdf", pdf)]),
+                     django_capture_on_commit_callbacks)
+    outsider = make_mailbox(make_staff(globex, "ops@globex.test"), "ops@globex.test")
+    theirs = receive(outsider, mail("RC", attachments=[("rc.pdf", "application/pdf", pdf)]),
+                     django_capture_on_commit_callbacks)
+
+    [a], [b], [c] = docs(first), docs(second), docs(theirs)
+    assert a.pk != b.pk and (a.filename, b.filename) == ("rc.pdf", "RC copy.pdf")
+    assert a.stored_id == b.stored_id and a.sha256 == b.sha256
+    assert StoredFile.objects.for_tenant(acme).count() == 1
+    assert c.stored_id != a.stored_id  # another tenant never shares a stored copy
+    stored_files = [p for p in Path(doc_settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    assert len(stored_files) == 2 and all(p.read_bytes() == pdf for p in stored_files)
+    assert all(p.name == a.sha256 and a.filename not in str(p) for p in stored_files)
+
+
+def test_signature_logos_and_inline_images_are_skipped(
+    inbox: Mailbox, django_capture_on_commit_callbacks: Any
+) -> None:
+    png = bytes.fromhex("89504e470d0a1a0a") + b"\x00" * 300
+    raw = mail("Docs", attachments=[("image001.png", "image/png", png), ("photo_damage.png", "image/png", png)],
+               inline_images=[("logo.png", png)])
+    message = receive(inbox, raw, django_capture_on_commit_callbacks)
+    assert [d.filename for d in docs(message)] == ["photo_damage.png"]
+
+
+def test_it_is_safe_to_run_twice(inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any) -> None:
+    from documents import services
+    from documents.tasks import document_process_task
+
+    target = shipment(acme, 105677)
+    message = receive(inbox, corpus("079.eml"), django_capture_on_commit_callbacks)
+    [document] = docs(message)
+    import classifier
+
+    verdict = classifier.classify(bytes(message.raw or b""), shipment_prefix=acme.ref_prefix)
+    again = services.documents_record_from_message(message=message, attachments=verdict.attachments)
+    assert again.created == []
+    assert document_process_task(document.pk) == "processed"  # a redelivered task finds it done
+    assert Activity.objects.for_tenant(acme).filter(shipment=target, kind="document").count() == 1
+    assert document_process_task(10**9) == "gone"
+
+
+def test_a_failed_attachment_never_fails_the_message(
+    inbox: Mailbox, bob: Staff, django_capture_on_commit_callbacks: Any
+) -> None:
+    raw = mail("Just junk", attachments=[("junk.pdf", "application/pdf", b"not a pdf at all")])
+    message = receive(inbox, raw, django_capture_on_commit_callbacks)
+    [document] = docs(message)
+    assert message.status == InboundMessage.Status.PROCESSED and message.error == ""
+    assert document.status == "failed" and "PDF header" in document.error
