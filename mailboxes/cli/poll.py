@@ -1,5 +1,8 @@
 """`manage.py mailbox poll [ID ...] --once [--json]`: one pass, synchronously, as the workers do.
 
+Follow-up tasks queued by intake (documents) run in this process too, so when the command
+returns, the pass is complete.
+
 Without ids: every active read-enabled mailbox. Exits 0 when the pass ran; a mailbox that could
 not be polled is reported on stderr (its counters are zero) and does not stop the others.
 Without --once the pass repeats every MAILBOX_POLL_INTERVAL seconds until interrupted.
@@ -31,6 +34,11 @@ def run(command: BaseCommand, options: dict[str, Any]) -> None:
         missing = [str(i) for i in ids if i not in found]
         if missing:
             raise CommandError(f"no mailbox with id {', '.join(missing)}")
+    # The pass is synchronous all the way: what intake hands to Celery after commit (document
+    # processing, notifications) runs here, in this process, before the command returns.
+    from tms.celery import app
+
+    app.conf.task_always_eager = True
     while True:
         _pass(command, ids, as_json=options["json"])
         if options["once"]:
