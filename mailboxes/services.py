@@ -32,7 +32,7 @@ from django.utils.crypto import constant_time_compare
 from tms.accounts.models import Staff
 from tms.net import NetError, Stage, resolve
 
-from . import oauth
+from . import metrics, oauth
 from .connections import guard, imap_session, smtp_open
 from .models import Mailbox, MailboxEvent, Provider, Security
 from .providers import AuthorizationError, ProviderError, get_provider
@@ -500,6 +500,7 @@ def mailbox_access_token(mailbox: Mailbox) -> str:
         for name in ("access_token", "access_token_expires_at", "secret", "granted_scopes"):
             setattr(mailbox, name, getattr(locked, name))
     if failure is not None:
+        metrics.token_refresh_failed(provider=mailbox.provider, permanent=failure.invalid_grant)
         if failure.invalid_grant:
             mailbox_mark_needs_reauthorization(mailbox, f"Sign-in no longer valid: {failure}")
             raise AuthorizationError(f"token refresh refused: {failure}")

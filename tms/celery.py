@@ -2,10 +2,25 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tms.settings")
 
 app = Celery("tms")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _metrics_exporter(**_: object) -> None:
+    """Each worker host serves its in-process metrics on METRICS_WORKER_PORT (tms/metrics.py)."""
+    from tms.metrics import worker_exporter_start
+
+    worker_exporter_start()
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_child_exit(pid: int | None = None, **_: object) -> None:
+    from tms.metrics import worker_child_exit
+
+    worker_child_exit(pid or os.getpid())

@@ -12,7 +12,10 @@ from tms.metrics import metrics_view
 
 from . import views
 
+# No ".json" suffix routes: the viewsets' own create/partial_update take no `format` argument, so
+# POST /api/<x>.json raised TypeError (a 500). Content negotiation (Accept, ?format=) still works.
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("staff", StaffViewSet, basename="staff")
 router.register("mailboxes", MailboxViewSet, basename="mailbox")
 router.register("shipments", ShipmentViewSet, basename="shipment")

@@ -17,8 +17,14 @@ class LoginForm(AuthenticationForm):
         return str(self.cleaned_data["username"]).strip().lower()
 
 
+def single_line(value: str) -> None:
+    """A staff member's name ends up in From and Reply-To headers: no CR, LF or other control characters."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise forms.ValidationError("The name must be one line, without control characters.")
+
+
 class StaffCreateForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[single_line])
     email = forms.EmailField()
     role = forms.ChoiceField(choices=Staff.Role.choices, initial=Staff.Role.STAFF)
     password = forms.CharField(
@@ -28,7 +34,7 @@ class StaffCreateForm(forms.Form):
 
 
 class StaffUpdateForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[single_line])
     role = forms.ChoiceField(choices=Staff.Role.choices)
     active = forms.BooleanField(required=False)
 
