@@ -1,32 +1,45 @@
-"""`manage.py demo`: seed the demo company, then run web, worker and beat until Ctrl-C."""
+"""`manage.py demo`: the whole product on one machine with nothing installed but Python.
+
+Seeds the demo company, starts local IMAP and SMTP servers holding sample freight mail, connects
+the dispatcher's mailbox to them, and runs web, a Celery worker and beat until Ctrl-C
+(demo/supervisor.py). Running it again reuses what is there.
+"""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from demo.seed import LOGINS, seed
-
-HOST, PORT = "127.0.0.1", 8000
-
-
-def port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((HOST, port)) == 0
+from demo.seed import LOGINS, MAILBOX_OWNER, seed
+from demo.supervisor import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_PORTS,
+    HOST,
+    MAILBOX_PASSWORD,
+    DemoError,
+    DemoOptions,
+    demo_run,
+)
+from mailboxes.models import Mailbox
 
 
 class Command(BaseCommand):
-    help = "Run the demo: web on http://127.0.0.1:8000, a Celery worker and beat, and demo logins."
+    help = ("Run the demo: web on http://127.0.0.1:8000, a Celery worker and beat, local IMAP/SMTP servers "
+            "with sample freight mail, and demo logins. Ctrl-C stops everything.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, default=PORT)
+        parser.add_argument("--port", type=int, default=DEFAULT_PORTS["web"], help="web port (default 8000)")
+        parser.add_argument("--imap-port", type=int, default=DEFAULT_PORTS["imap"],
+                            help=f"local IMAP server port (default {DEFAULT_PORTS['imap']})")
+        parser.add_argument("--smtp-port", type=int, default=DEFAULT_PORTS["smtp"],
+                            help=f"local SMTP server port (default {DEFAULT_PORTS['smtp']})")
+        parser.add_argument("--poll-interval", type=int, default=None, metavar="SECONDS",
+                            help=f"how often the demo mailbox is read (default: MAILBOX_POLL_INTERVAL if set, "
+                                 f"else {DEFAULT_POLL_INTERVAL})")
         parser.add_argument("--seed-only", action="store_true", help="create the demo data and exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -34,54 +47,34 @@ class Command(BaseCommand):
         if options["seed_only"]:
             self.stdout.write(f"demo tenant {tenant.slug!r} ready")
             return
-        port = options["port"]
-        if port_taken(port):
-            raise CommandError(f"port {port} on {HOST} is in use: is the demo already running?")
-        python = sys.executable
-        commands = {
-            "web": [python, "manage.py", "runserver", f"{HOST}:{port}", "--noreload"],
-            "worker": [python, "-m", "celery", "-A", "tms", "worker", "-l", "info", "--concurrency", "2"],
-            "beat": [python, "-m", "celery", "-A", "tms", "beat", "-l", "info",
-                     "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME],
-        }
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        stopping = False
-
-        def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        for name in ("port", "imap_port", "smtp_port"):
+            if not 1 <= options[name] <= 65535:
+                raise CommandError(f"--{name.replace('_', '-')}: not a port: {options[name]}")
+        interval = options["poll_interval"] or (
+            int(os.environ["MAILBOX_POLL_INTERVAL"]) if os.environ.get("MAILBOX_POLL_INTERVAL", "").strip()
+            else DEFAULT_POLL_INTERVAL
+        )
+        demo_options = DemoOptions(
+            web_port=options["port"], imap_port=options["imap_port"], smtp_port=options["smtp_port"],
+            poll_interval=max(1, interval), var_dir=Path(settings.VAR_DIR),
+        )
         try:
-            for name, argv in commands.items():
-                procs[name] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
-            self.print_banner(port)
-            while not stopping:
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        self.stderr.write(f"demo: {name} exited with {proc.returncode}; stopping the rest")
-                        stopping = True
-                time.sleep(0.5)
-        finally:
-            self.stdout.write("demo: stopping ...")
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.terminate()
-            deadline = time.monotonic() + 15
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            self.stdout.write("demo: stopped")
+            demo_run(tenant=tenant, options=demo_options, out=self.stdout, banner=self.print_banner)
+        except DemoError as exc:
+            raise CommandError(str(exc)) from None
 
-    def print_banner(self, port: int) -> None:
+    def print_banner(self, options: DemoOptions, mailbox: Mailbox) -> None:
         lines = [
             "",
-            f"  TMS demo running: http://{HOST}:{port}/",
+            f"  TMS demo running: http://{HOST}:{options.web_port}/",
             "  Logins:",
             *(f"    {login.email:<24} {login.password:<15} ({login.role})" for login in LOGINS),
+            f"  {MAILBOX_OWNER}'s mailbox is connected to the local mail servers (read every "
+            f"{options.poll_interval} s; processed mail is moved to Archive):",
+            f"    IMAP {HOST}:{options.imap_port}  SMTP {HOST}:{options.smtp_port}  "
+            f"login {mailbox.username} / {MAILBOX_PASSWORD}  (no TLS, loopback only)",
+            f"    mail store {options.mail_dir}; what the SMTP server accepts: {options.outbox_dir}",
+            "  Shipments from the sample mail appear within a minute: log in as the dispatcher.",
             "  Platform admin (Django admin): create one with `.venv/bin/python manage.py createsuperuser`",
             "  Ctrl-C stops everything.",
             "",
