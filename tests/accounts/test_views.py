@@ -90,3 +90,15 @@ def test_it_logs_out_staff_of_a_deactivated_tenant(bob_client: Client, acme) -> 
     acme.active = False
     acme.save()
     assert bob_client.get("/profile/").status_code == 302
+
+
+def test_it_lets_a_tenant_admin_set_the_request_rules(alice_client: Client, bob_client: Client, acme) -> None:  # type: ignore[no-untyped-def]
+    assert bob_client.get("/company/rules/").status_code == 403
+    response = alice_client.post(
+        "/company/rules/", {"lane_precision": "postal", "required_fields": ["pickup_date", "equipment"]}
+    )
+    assert response.status_code == 302
+    acme.refresh_from_db()
+    assert acme.lane_precision == "postal" and acme.required_fields == ["equipment", "pickup_date"]
+    bad = alice_client.post("/company/rules/", {"lane_precision": "anything", "required_fields": ["password"]})
+    assert bad.status_code == 200 and b"Select a valid choice" in bad.content

@@ -28,6 +28,13 @@ class TenantScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     def staff(self) -> Staff:
         return self.request._request.staff  # type: ignore[attr-defined,no-any-return]
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Query parameters go into filters unchecked; PostgreSQL refuses NUL in text, which surfaced as
+        # a 500 (found by tests/reliability's schemathesis run, GET /api/activities/?kind=%00): a 400.
+        if any("\x00" in key or "\x00" in value for key, value in request.query_params.items()):
+            raise serializers.ValidationError({"query": "query parameters may not contain NUL characters"})
+
     def get_queryset(self) -> models.QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting, no request
             return self.model.unscoped.none()  # type: ignore[attr-defined,no-any-return]

@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from .models import Staff
+from .models import Staff, Tenant
 
 
 class LoginForm(AuthenticationForm):
@@ -30,6 +30,20 @@ class StaffCreateForm(forms.Form):
     password = forms.CharField(
         widget=forms.PasswordInput, required=False, min_length=8,
         help_text="Leave empty to create the login without a password (it cannot sign in yet).",
+    )
+
+
+class ClassificationRulesForm(forms.Form):
+    """What a tenant admin decides: how much detail a request needs before it becomes a shipment."""
+
+    REQUIRABLE = [
+        ("pickup_date", "Pickup date"), ("delivery_date", "Delivery date"), ("weight_lbs", "Weight"),
+        ("pieces", "Pieces"), ("equipment", "Equipment"), ("commodity", "Commodity"),
+    ]
+    lane_precision = forms.ChoiceField(choices=Tenant.LanePrecision.choices, label="Each end of the lane needs")
+    required_fields = forms.MultipleChoiceField(
+        choices=REQUIRABLE, required=False, widget=forms.CheckboxSelectMultiple,
+        label="The request must also state",
     )
 
 

@@ -27,6 +27,20 @@ class Tenant(models.Model):
         max_length=7, default="SHP-", validators=[prefix_validator],
         help_text="Shipment numbers are this prefix plus digits, e.g. SHP-000123.",
     )
+    # What counts as "enough detail" for a quote or pickup request to create a shipment
+    # (classifier.Rules). The default is the labelled schema's rule.
+    class LanePrecision(models.TextChoices):
+        CITY_STATE_OR_POSTAL = "city_state_or_postal", "City and state, or a postal code, for each end"
+        CITY_STATE = "city_state", "City and state for each end"
+        POSTAL = "postal", "A postal code for each end"
+
+    lane_precision = models.CharField(
+        max_length=24, choices=LanePrecision.choices, default=LanePrecision.CITY_STATE_OR_POSTAL
+    )
+    required_fields = models.JSONField(
+        default=list, blank=True,
+        help_text="Further fields a request must state, e.g. [\"pickup_date\", \"equipment\"].",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -34,6 +48,13 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        allowed = {"pickup_date", "delivery_date", "weight_lbs", "pieces", "equipment", "commodity"}
+        if not isinstance(self.required_fields, list) or not set(self.required_fields) <= allowed:
+            raise ValidationError({"required_fields": f"a list of: {', '.join(sorted(allowed))}"})
 
     @property
     def ref_prefix(self) -> str:

@@ -58,3 +58,11 @@ def staff_update(*, staff: Staff, name: str, role: str, active: bool) -> Staff:
         staff.user.is_active = active
         staff.user.save(update_fields=["is_active"])
     return staff
+
+
+def tenant_rules_update(*, tenant: Tenant, lane_precision: str, required_fields: list[str]) -> Tenant:
+    tenant.lane_precision = lane_precision
+    tenant.required_fields = sorted(set(required_fields))
+    tenant.full_clean()
+    tenant.save(update_fields=["lane_precision", "required_fields"])
+    return tenant

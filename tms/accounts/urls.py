@@ -10,4 +10,5 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("staff/", views.staff_list, name="staff-list"),
     path("staff/<uuid:id>/", views.staff_edit, name="staff-edit"),
+    path("company/rules/", views.company_rules, name="company-rules"),
 ]

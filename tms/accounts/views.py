@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from . import services
-from .forms import LoginForm, StaffCreateForm, StaffUpdateForm
+from .forms import ClassificationRulesForm, LoginForm, StaffCreateForm, StaffUpdateForm
 from .models import Staff
 
 View = Callable[..., HttpResponse]
@@ -102,3 +102,16 @@ def staff_edit(request: HttpRequest, id: str) -> HttpResponse:
             messages.success(request, f"Saved {member.name}.")
             return redirect("staff-list")
     return render(request, "accounts/staff_edit.html", {"member": member, "form": form})
+
+
+@tenant_admin_required
+def company_rules(request: HttpRequest) -> HttpResponse:
+    """The tenant's "enough detail" rule for turning quote and pickup requests into shipments."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    initial = {"lane_precision": tenant.lane_precision, "required_fields": tenant.required_fields}
+    form = ClassificationRulesForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.tenant_rules_update(tenant=tenant, **form.cleaned_data)
+        messages.success(request, "Saved. New mail is classified with these rules.")
+        return redirect("company-rules")
+    return render(request, "accounts/company_rules.html", {"form": form})
