@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dj_database_url
@@ -17,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-pytest_plugins = ["tests.testbed.fixtures", "tests.fixtures"]
+pytest_plugins = ["tests.testbed.fixtures", "tests.fixtures", "tests.reliability.secrets_plugin"]
 
 
 @pytest.fixture(scope="session")
@@ -26,16 +25,11 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    from tests.testbed._proc import make_workdir, remove_tree
-    from tests.testbed.postgres import Postgres
+    # The test bed's own cluster (the `postgres_server` fixture), so that tests/reliability can restart
+    # the database Django uses; it is stopped at pytest_unconfigure, after the test database is dropped.
+    from tests.testbed.fixtures import start_postgres_for_session
 
-    workdir = make_workdir("tb-pg-")
-    server = Postgres(Path(workdir)).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        remove_tree(workdir)
+    yield start_postgres_for_session()
 
 
 @pytest.fixture(scope="session")
