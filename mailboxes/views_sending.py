@@ -26,7 +26,7 @@ class SendingMailboxForm(forms.Form):
 
 
 class WebhookForm(forms.Form):
-    url = forms.URLField(label="Webhook URL", required=False, max_length=500,
+    url = forms.URLField(label="Webhook URL", required=False, max_length=500, assume_scheme="https",
                          help_text="Empty: no webhook. Called after each sent message.")
     secret = forms.CharField(label="Signing secret", required=False, widget=forms.PasswordInput,
                              help_text="At least 16 characters. Leave empty to keep the current one.")
