@@ -213,9 +213,12 @@ def scan_database(where: str) -> None:
 # ----------------------------------------------------------------------------- hooks
 
 
+_HANDLER = SecretLogHandler()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _secrets_watch() -> Iterator[Watch]:
-    handler = SecretLogHandler()
+    handler = _HANDLER
     root = logging.getLogger()
     root.addHandler(handler)
     with pytest.MonkeyPatch.context() as mp:
@@ -235,6 +238,10 @@ def _secrets_scan(request: pytest.FixtureRequest, _secrets_watch: Watch) -> Iter
     if uses_db:
         # Set up (or reuse) the database fixture now, so that it is torn down after this one.
         request.getfixturevalue("_django_db_helper")
+    # Code under test may reconfigure logging (dictConfig replaces the root handlers): watch again.
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
     before = len(WATCH.findings)
     yield
     if uses_db:
