@@ -1,0 +1,291 @@
+"""Idle polling: 1,000 read-enabled mailboxes with no new mail, one beat cycle on 2 worker processes;
+then IDLE mode: no polling, and new mail stored within seconds.
+
+    .venv/bin/python -m bench idle [--quick]
+
+Set-up: M Dovecot accounts (one passwd-file each, the test bed's add_user) and M mailbox rows
+(IMAP over TLS, read-enabled, action "nothing"). A first, untimed cycle makes each mailbox's
+folder cursor (the first poll of a mailbox searches the recent window); the timed cycle is the
+steady state: nothing new anywhere.
+
+- ours, one beat cycle: a real Celery worker (`celery -A tms worker --concurrency 2`, prefork, on
+  the test bed's Redis), started and ready beforehand. The clock starts when the beat task
+  `mailboxes.poll_due_mailboxes` is sent, and stops when every mailbox row says it was polled
+  (last_polled_at) after that.
+- baseline: the least a stateless poller can do per mailbox - connect, TLS, LOGIN, SELECT INBOX,
+  LOGOUT with imapclient - over the same accounts in 2 processes.
+- IMAP commands per mailbox: one idle poll of one mailbox in this process, counting the commands
+  imaplib sends (each is one round trip), plus the TCP and TLS handshakes.
+- IDLE mode: `manage.py mailbox idle` over K mailboxes (the others disabled); after its catch-up
+  polls, a quiet window in which no mailbox may be polled, then messages APPENDed one at a time
+  to different mailboxes, timed from the APPEND until the InboundMessage row exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import multiprocessing
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+from bench.common import PYTHON, ROOT, App, Options, Table, Testbed, median, ratio, write_result
+
+PASSWORD = "idle-pass"
+
+
+def address(i: int) -> str:
+    return f"idle{i:04d}@example.test"
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+def _login_select(args: tuple[int, str, list[str]]) -> int:
+    import ssl
+
+    from imapclient import IMAPClient
+
+    port, ca, addresses = args
+    context = ssl.create_default_context(cafile=ca)
+    for addr in addresses:
+        client = IMAPClient("127.0.0.1", port=port, ssl=True, ssl_context=context, timeout=30)
+        client.login(addr, PASSWORD)
+        client.select_folder("INBOX")
+        client.logout()
+    return len(addresses)
+
+
+def _noop(_: int) -> int:
+    return os.getpid()
+
+
+def baseline(tb: Testbed, m: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    addresses = [address(i) for i in range(m)]
+    jobs = [(tb.dovecot.imaps_port, str(tb.certs.ca), addresses[k::2]) for k in range(2)]
+    with ctx.Pool(2) as pool:
+        pool.map(_noop, [0, 1])
+        began = time.perf_counter()
+        assert sum(pool.map(_login_select, jobs, chunksize=1)) == m
+        return time.perf_counter() - began
+
+
+# ----------------------------------------------------------------------------- ours
+
+
+def count_commands(mailbox_id: int) -> Counter[str]:
+    """The IMAP commands of one poll of one mailbox, by name (imaplib sends each and waits)."""
+    from mailboxes.reading import mailbox_poll
+
+    seen: Counter[str] = Counter()
+    original = imaplib.IMAP4._command  # type: ignore[attr-defined]
+
+    def counting(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
+        seen[name] += 1
+        return original(self, name, *args)
+
+    imaplib.IMAP4._command = counting  # type: ignore[attr-defined]
+    try:
+        result = mailbox_poll(mailbox_id=mailbox_id, explicit=True)
+    finally:
+        imaplib.IMAP4._command = original  # type: ignore[attr-defined]
+    if result.error or result.skipped:
+        raise RuntimeError(f"poll of mailbox {mailbox_id}: {result.error or result.skipped}")
+    return seen
+
+
+class Worker:
+    """celery -A tms worker --concurrency 2 (prefork), our child, stopped by its pid."""
+
+    def __init__(self, app: App) -> None:
+        self.log = app.log("idle-celery")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "tms", "worker", "--concurrency", "2", "--pool", "prefork",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
+             "--hostname", f"bench{os.getpid()}@localhost"],
+            env={**app.env, "LOG_LEVEL": "WARNING"}, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from tms.celery import app as celery_app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(Exception):
+                if celery_app.control.ping(timeout=0.5):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("celery worker not ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def cycle(ids: list[int], timeout: float = 600) -> float:
+    """One beat: the scheduler task sent to the worker; seconds until every mailbox was polled."""
+    from django.utils import timezone
+
+    from mailboxes.models import Mailbox
+    from mailboxes.tasks.poll import poll_due_mailboxes
+
+    Mailbox.unscoped.filter(pk__in=ids).update(next_poll_at=None)
+    began_at = timezone.now()
+    began = time.perf_counter()
+    poll_due_mailboxes.delay()
+    while time.perf_counter() - began < timeout:
+        pending = Mailbox.unscoped.filter(pk__in=ids).exclude(last_polled_at__gte=began_at).count()
+        if pending == 0:
+            return time.perf_counter() - began
+        time.sleep(0.05)
+    raise RuntimeError(f"cycle not done after {timeout} s")
+
+
+# ----------------------------------------------------------------------------- IDLE
+
+
+def idle_mode(app: App, ids: list[int], quiet_seconds: float, messages: int) -> dict[str, Any]:
+    from email import message_from_bytes
+
+    from django.utils import timezone
+
+    from mailboxes.models import InboundMessage, Mailbox
+    from mailboxes.reading import normalise_message_id
+    from tests.testbed.dovecot import make_message
+
+    watched = set(ids)
+    log = app.log("idle-supervisor")
+    started_at = timezone.now()
+    proc = subprocess.Popen([PYTHON, str(ROOT / "manage.py"), "mailbox", "idle", "--max-connections",
+                             str(len(ids) + 1), "--refresh", "3600"], env=app.env, cwd=ROOT,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    try:
+        began = time.perf_counter()
+        while Mailbox.unscoped.filter(pk__in=watched).exclude(last_polled_at__gte=started_at).exists():
+            if proc.poll() is not None or time.perf_counter() - began > 120:
+                raise RuntimeError(f"mailbox idle: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the last catch-up polls finish
+        caught_up = time.perf_counter() - began
+        before = dict(Mailbox.unscoped.filter(pk__in=watched).values_list("pk", "last_polled_at"))
+        time.sleep(quiet_seconds)
+        after = dict(Mailbox.unscoped.filter(pk__in=watched).values_list("pk", "last_polled_at"))
+        polled_while_quiet = sum(1 for pk in watched if after[pk] != before[pk])
+        latencies = []
+        rows = list(Mailbox.unscoped.filter(pk__in=watched).order_by("pk").values_list("pk", "email_address"))
+        for k in range(messages):
+            pk, addr = rows[(k * 7) % len(rows)]
+            raw = make_message("shipper@customer.example", addr, f"Quote request {k}: 2 pallets Dallas to Denver")
+            mid = normalise_message_id(str(message_from_bytes(raw)["Message-ID"]))
+            t0 = time.perf_counter()
+            app.tb.dovecot.append(addr, raw, password=PASSWORD)
+            while not InboundMessage.unscoped.filter(mailbox_id=pk, message_id=mid).exists():
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError(f"IDLE: message {k} not stored after 30 s")
+                time.sleep(0.01)
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return {"mailboxes": len(ids), "catch_up_seconds": caught_up, "quiet_seconds": quiet_seconds,
+            "polled_while_quiet": polled_while_quiet, "latencies": latencies,
+            "latency_p50": median(latencies), "latency_max": max(latencies)}
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def run(app: App, opts: Options) -> dict[str, Any]:
+    from mailboxes.models import Mailbox
+    from tests.factories import make_staff, make_tenant
+
+    tb = app.tb
+    m = 200 if opts.quick else 1_000
+    k = 20 if opts.quick else 50
+    Mailbox.unscoped.update(status="disabled")  # other benchmarks' mailboxes stay out of the cycle
+    tenant = make_tenant(slug="idle", name="Idle Bench")
+    staff = make_staff(tenant, "idle-owner@bench.example", name="Idle Owner")
+    began = time.perf_counter()
+    for i in range(m):
+        tb.dovecot.add_user(address(i), PASSWORD)
+    rows = [Mailbox(tenant=tenant, staff=staff, provider="imap", email_address=address(i), status="active",
+                    imap_host="127.0.0.1", imap_port=tb.dovecot.imaps_port, imap_security="ssl",
+                    smtp_host="127.0.0.1", smtp_port=tb.smtp.submission_port, smtp_security="starttls",
+                    username=address(i), secret=PASSWORD, permission="send_and_read", post_processing="nothing")
+            for i in range(m)]
+    Mailbox.unscoped.bulk_create(rows, batch_size=500)
+    ids = list(Mailbox.unscoped.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True))
+    print(f"idle: {m} accounts and mailboxes in {time.perf_counter() - began:.1f} s", flush=True)
+
+    base_s = baseline(tb, m)
+    worker = Worker(app)
+    try:
+        worker.wait_ready()
+        first = cycle(ids)  # cursors made: the first poll of each mailbox searches its window
+        steady = [cycle(ids)]
+    finally:
+        worker.stop()
+    from mailboxes.models import FolderCursor
+
+    cursors = FolderCursor.objects.filter(mailbox_id__in=ids).count()
+    errors = Mailbox.unscoped.filter(pk__in=ids).exclude(last_error="").count()
+    commands = count_commands(ids[0])
+    per_mailbox = sum(commands.values())
+    cycle_s = median(steady)
+
+    Mailbox.unscoped.filter(pk__in=ids[k:]).update(status="disabled")
+    idle = idle_mode(app, ids[:k], quiet_seconds=3.0 if opts.quick else 10.0, messages=5 if opts.quick else 10)
+
+    table = Table(f"Idle polling: {m} mailboxes, no new mail, 2 worker processes",
+                  ["what", "seconds per cycle", "ms per mailbox", "IMAP commands per mailbox"])
+    table.add("ours: one beat cycle (Celery, 2 processes), steady state", cycle_s, 1000 * cycle_s / m, per_mailbox)
+    table.add("ours: first cycle (cursors made)", first, 1000 * first / m, "-")
+    table.add("baseline: connect+TLS+LOGIN+SELECT+LOGOUT, 2 processes", base_s, 1000 * base_s / m, 4)
+    table.add("ratio ours / baseline", f"{ratio(cycle_s, base_s):.2f}x", "", "")
+    table.print()
+    idle_table = Table(f"IDLE mode (`manage.py mailbox idle`, {k} mailboxes)", ["what", "value"])
+    idle_table.add(f"mailboxes polled during {idle['quiet_seconds']:.0f} s without mail", idle["polled_while_quiet"])
+    idle_table.add("APPEND -> InboundMessage row, median s", idle["latency_p50"])
+    idle_table.add("APPEND -> InboundMessage row, max s", idle["latency_max"])
+    idle_table.print()
+    print(f"idle: commands of one idle poll: {dict(commands)}; cursors {cursors}/{m}; errors {errors}", flush=True)
+    path = write_result("idle", {
+        "mailboxes": m, "cycle_seconds": steady, "first_cycle_seconds": first, "baseline_seconds": base_s,
+        "imap_commands_per_poll": dict(commands), "cursors": cursors, "mailbox_errors": errors,
+        "celery": "celery -A tms worker --concurrency 2 --pool prefork, Redis broker", "idle": idle,
+        "table": table.render() + "\n" + idle_table.render(),
+    })
+    Mailbox.unscoped.filter(tenant=tenant).update(status="disabled")
+    return {"table": table.render() + "\n" + idle_table.render(), "json": str(path)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with Testbed() as tb:
+        run(App(tb), Options(quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every benchmark side by side: bench/run.sh [--quick | --full] [--profile] [ingest classify idle send pages]
+# Installs its own extras: wrk (apt-get) for the pages, django-mailbox in var/bench-venv for the
+# ingest baseline (never in the app's .venv). Not part of the test command. See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python -m bench "$@"
