@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from tms.accounts.models import Staff
-from tms.accounts.views import staff_required
+from tms.accounts.views import add_validation_errors, staff_required
 
 from . import oauth, selectors, services
 from .forms import MailboxConnectForm, MailboxEditForm, initial_for
@@ -39,16 +39,6 @@ def _own_mailbox(request: HttpRequest, id: Any) -> Mailbox:
     if mailbox is None:
         raise Http404("No such mailbox.")
     return mailbox
-
-
-def _errors_into(form: Any, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            for error in errors:
-                form.add_error(field if field in form.fields else None, error)
-    else:
-        for error in exc.messages:
-            form.add_error(None, error)
 
 
 def _profile_page(request: HttpRequest, form: MailboxConnectForm | None = None, status: int = 200) -> HttpResponse:
@@ -107,7 +97,7 @@ def connect(request: HttpRequest) -> HttpResponse:
             post_processing=data["post_processing"], display_name=data["display_name"],
             from_address=data["from_address"], actor=staff)
     except ValidationError as exc:
-        _errors_into(form, exc)
+        add_validation_errors(form, exc)
         return _profile_page(request, form, status=400)
     except ProviderError as exc:  # saved, but the authorization e-mail did not go out
         messages.error(request, str(exc))
@@ -160,7 +150,7 @@ def edit(request: HttpRequest, id: Any) -> HttpResponse:
             services.mailbox_update(mailbox=mailbox, actor=_staff(request),
                                     password=form.cleaned_data.get("password") or "", **form.changes())
         except ValidationError as exc:
-            _errors_into(form, exc)
+            add_validation_errors(form, exc)
         else:
             messages.success(request, f"Saved {mailbox.email_address}.")
             return redirect("profile")

@@ -22,10 +22,6 @@ from . import selectors, services
 from .forms import CustomerForm, NoteForm, ReplyForm, ShipmentFilterForm, ShipmentForm
 from .models import Customer, Shipment
 
-
-def add_form_errors(form: Any, exc: ValidationError) -> None:
-    add_validation_errors(form, exc)
-
 PAGE_SIZE = 50
 
 
@@ -89,7 +85,7 @@ def shipment_create(request: HttpRequest) -> HttpResponse:
                 customer=data.pop("customer"), fields=data, actor=_staff(request),
             )
         except ValidationError as exc:
-            add_form_errors(form, exc)
+            add_validation_errors(form, exc)
         else:
             messages.success(request, f"Created {shipment.number}.")
             return redirect("shipment-detail", id=shipment.public_id)
@@ -128,7 +124,7 @@ def shipment_edit(request: HttpRequest, id: Any) -> HttpResponse:
         try:
             services.shipment_update(shipment=shipment, actor=_staff(request), changes=form.changes())
         except ValidationError as exc:
-            add_form_errors(form, exc)
+            add_validation_errors(form, exc)
         else:
             messages.success(request, f"Saved {shipment.number}.")
             return redirect("shipment-detail", id=shipment.public_id)
@@ -144,7 +140,7 @@ def shipment_note(request: HttpRequest, id: Any) -> HttpResponse:
         try:
             services.activity_note_add(shipment=shipment, actor=_staff(request), text=form.cleaned_data["text"])
         except ValidationError as exc:
-            add_form_errors(form, exc)
+            add_validation_errors(form, exc)
         else:
             return redirect("shipment-detail", id=shipment.public_id)
     return _render_detail(request, shipment, note_form=form, status=400)
@@ -183,7 +179,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         try:
             customer = services.customer_create(tenant=tenant, **form.cleaned_data)
         except ValidationError as exc:
-            add_form_errors(form, exc)
+            add_validation_errors(form, exc)
         else:
             messages.success(request, f"Added {customer.name}.")
             return redirect("customer-detail", id=customer.public_id)
@@ -203,7 +199,7 @@ def customer_detail(request: HttpRequest, id: Any) -> HttpResponse:
         try:
             services.customer_update(customer=customer, **form.cleaned_data)
         except ValidationError as exc:
-            add_form_errors(form, exc)
+            add_validation_errors(form, exc)
         else:
             messages.success(request, f"Saved {customer.name}.")
             return redirect("customer-detail", id=customer.public_id)

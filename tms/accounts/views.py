@@ -19,7 +19,7 @@ from .models import Staff
 View = Callable[..., HttpResponse]
 
 
-def add_validation_errors(form: forms.Form, exc: ValidationError) -> None:
+def add_validation_errors(form: forms.BaseForm, exc: ValidationError) -> None:
     """Show a service's ValidationError on the form: on its field when the form has one."""
     errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
     for field, messages_ in errors.items():
