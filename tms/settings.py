@@ -160,6 +160,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tms.accounts.context_processors.staff",
+                "mailboxes.context_processors.mailbox_alerts",
             ],
         },
     },

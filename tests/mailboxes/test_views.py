@@ -127,3 +127,12 @@ def test_it_lists_mailboxes_in_admin_per_tenant_without_secrets(alice: Staff, ch
     assert "adm-c@example.test" in change
     for page in (listing, change):
         assert "admin-very" not in page
+
+
+def test_it_shows_the_reconnect_banner_on_every_page_to_the_owner_only(
+    bob_client: Client, alice_client: Client, bob: Staff
+) -> None:
+    make_mailbox(bob, "lost@acme.test", status="needs_reauthorization")
+    page = bob_client.get("/shipments/").content.decode()
+    assert "lost@acme.test" in page and "needs to be reconnected" in page
+    assert "lost@acme.test" not in alice_client.get("/shipments/").content.decode()
