@@ -30,7 +30,8 @@ def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult | No
     if not attachments:
         return None
     hints = services.message_hints(refs=getattr(verdict, "shipment_refs", None) or (), shipments=_filed_on(context))
-    outcome = services.documents_record_from_message(message=message, attachments=attachments, hints=hints)
+    outcome = services.documents_record_from_message(
+        message=message, attachments=attachments, hints=hints, batch=context.batch)
     if not outcome.created:
         return None
     failed = [d for d in outcome.created if d.status == d.Status.FAILED]

@@ -102,13 +102,32 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
+def _by_number(*, tenant: Tenant, groups: list[list[str]]) -> list[list[Shipment]]:
+    """Each group of shipment numbers as the tenant's shipments (unknown numbers dropped, first
+    mention first), all groups in one query."""
+    wanted = {number for group in groups for number in group}
+    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)} if wanted else {}
+    return [[found[n] for n in dict.fromkeys(group) if n in found] for group in groups]
+
+
+def _numbers(tenant: Tenant, refs: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(shipment_numbers_for_refs(tenant=tenant, refs=refs).values()))
+
+
 def find_match(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]) -> Match:
     prefix = tenant.ref_prefix
-    hinted = hinted_shipments(tenant=tenant, hints=hints)
+    # The shipments named by number - the message's refs, those it was filed on, refs in the file
+    # name and in the text - in one query (they were four: this runs for every document read).
+    hint_refs, in_name, in_text, filed = _by_number(tenant=tenant, groups=[
+        _numbers(tenant, [str(r) for r in _as_list(hints.get("refs"))]),
+        _numbers(tenant, classifier.find_refs(filename, prefix)),
+        _numbers(tenant, classifier.find_refs(text, prefix)),
+        [str(n) for n in _as_list(hints.get("shipments"))],
+    ])
+    filed.sort(key=lambda s: (s.created_at, s.pk), reverse=True)  # hinted_shipments' order
+    hinted = hint_refs + [s for s in filed if s.pk not in {h.pk for h in hint_refs}]
     hinted_ids = {s.pk for s in hinted}
     numbered = shipments_for_numbers(tenant=tenant, tokens=number_tokens(name_words(filename), filename, text))
-    in_name = shipments_for_refs(tenant=tenant, refs=classifier.find_refs(filename, prefix))
-    in_text = shipments_for_refs(tenant=tenant, refs=classifier.find_refs(text, prefix))
     levels: list[tuple[str, list[tuple[Shipment, str]]]] = [
         ("file name", [(s, s.number) for s in in_name]),
         ("document text", [(s, s.number) for s in in_text]),

@@ -116,18 +116,20 @@ def _clip_filename(name: str) -> str:
 
 
 def documents_record_from_message(
-    *, message: InboundMessage, attachments: Sequence[AttachmentLike], hints: dict[str, Any] | None = None
+    *, message: InboundMessage, attachments: Sequence[AttachmentLike], hints: dict[str, Any] | None = None,
+    batch: dict[str, Any] | None = None,
 ) -> RecordOutcome:
     """A Document per attachment of `message` (not decoration, not empty), inside the caller's
     transaction; the processor is queued for each after the commit.
 
     Safe to run twice: an attachment is recorded once per (message, position), the unique
     constraint says so. An oversized file is recorded as failed and not stored. Never raises for
-    a bad attachment.
+    a bad attachment. `batch`: the intake batch's cache (IntakeContext.batch): the positions
+    already recorded are fetched once for all the batch's messages.
     """
     tenant = message.tenant
     outcome = RecordOutcome()
-    done = set(Document.objects.for_tenant(tenant).filter(source_message=message).values_list("position", flat=True))
+    done = _positions_recorded(message=message, batch=batch)
     max_bytes = settings.DOCUMENT_MAX_BYTES
     for position, attachment in enumerate(attachments):
         payload = bytes(attachment.payload or b"")
@@ -156,16 +158,66 @@ def documents_record_from_message(
             continue  # recorded by a concurrent run of the same message
         outcome.created.append(document)
         if document.status == Status.PENDING:
-            transaction.on_commit(partial(_enqueue, document.pk))
+            _enqueue_after_commit(document.pk, batch=batch)
         else:
             logger.info("document %s of message %s: %s", document.pk, message.pk, document.error)
     return outcome
+
+
+_POSITIONS = "documents.positions"
+
+
+def _positions_recorded(*, message: InboundMessage, batch: dict[str, Any] | None) -> set[int]:
+    from mailboxes.intake import BATCH_MESSAGES
+
+    tenant = message.tenant
+    if batch is not None and BATCH_MESSAGES in batch:
+        known: dict[int, tuple[set[int], dict[int, set[int]]]] = batch.setdefault(_POSITIONS, {})
+        if tenant.pk not in known:
+            covered = {m.pk for m in batch[BATCH_MESSAGES] if m.tenant_id == tenant.pk}
+            positions: dict[int, set[int]] = {}
+            rows = Document.objects.for_tenant(tenant).filter(source_message_id__in=covered)
+            for message_id, position in rows.values_list("source_message_id", "position"):
+                positions.setdefault(message_id, set()).add(position)
+            known[tenant.pk] = (covered, positions)
+        covered, positions = known[tenant.pk]
+        if message.pk in covered:
+            return positions.get(message.pk, set())
+    return set(Document.objects.for_tenant(tenant).filter(source_message=message).values_list("position", flat=True))
+
+
+_QUEUED = "documents.queued"
+
+
+def _enqueue_after_commit(document_id: int, *, batch: dict[str, Any] | None) -> None:
+    """Queue the processor once the transaction has committed: in an intake batch, one task for
+    all the batch's documents (documents_process: one read and one write transaction for them
+    all), else one task for this one."""
+    from mailboxes.intake import BATCH_MESSAGES
+
+    if batch is None or BATCH_MESSAGES not in batch:
+        transaction.on_commit(partial(_enqueue, document_id))
+        return
+    queued: list[int] | None = batch.get(_QUEUED)
+    if queued is None:
+        queued = batch[_QUEUED] = []
+        transaction.on_commit(partial(_enqueue_many, queued))
+    queued.append(document_id)
 
 
 def _enqueue(document_id: int) -> None:
     from .tasks import document_process_task
 
     document_process_task.delay(document_id)
+
+
+def _enqueue_many(document_ids: list[int]) -> None:
+    from .tasks import documents_process_task
+
+    if len(document_ids) == 1:
+        _enqueue(document_ids[0])
+    elif document_ids:
+        documents_process_task.delay(list(document_ids))
 
 
 # ----------------------------------------------------------------------------- processing
@@ -216,30 +268,79 @@ def document_fail(*, document_id: int, reason: str) -> Document | None:
     return document
 
 
+def documents_process(*, document_ids: Sequence[int]) -> list[int]:
+    """document_process for many documents at once (the intake queues one task per batch): one
+    SELECT reads them, each is extracted, and their outcomes are written in ONE transaction under
+    their row locks (pending ones only: safe to run twice). Returns the ids left for
+    document_process one by one - a storage error (retried with backoff there) or an unexpected
+    error - so that one bad file never holds up the others."""
+    documents = list(
+        Document.unscoped.select_related("tenant", "stored")
+        .filter(pk__in=list(document_ids), status=Status.PENDING).order_by("pk")
+    )
+    outcomes: dict[int, extract.Extraction | str] = {}
+    left: list[int] = []
+    for document in documents:
+        try:
+            payload = document_read(document=document)
+            if len(payload) > settings.DOCUMENT_MAX_BYTES:
+                raise extract.ExtractionError(
+                    f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
+                )
+            outcomes[document.pk] = extract.extract_text(
+                payload=payload, filename=document.filename, content_type=document.content_type, limits=limits()
+            )
+        except extract.ExtractionError as exc:
+            outcomes[document.pk] = str(exc)
+        except Exception:  # OSError and the unexpected: the one-by-one task retries or reports it
+            logger.warning("document %s: left to its own task", document.pk, exc_info=True)
+            left.append(document.pk)
+    if outcomes:
+        with transaction.atomic():
+            locked = (Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
+                      .filter(pk__in=list(outcomes), status=Status.PENDING).order_by("pk"))
+            for document in locked:
+                outcome = outcomes[document.pk]
+                if isinstance(outcome, str):
+                    document.status = Status.FAILED
+                    document.error = outcome[:2000]
+                    document.processed_at = timezone.now()
+                    document.save(update_fields=["status", "error", "processed_at"])
+                    logger.info("document %s failed: %s", document.pk, outcome)
+                else:
+                    _record_result(document, outcome)
+    return left
+
+
 def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
     with transaction.atomic():
         document = (Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
                     .filter(pk=document_id).first())
         if document is None or document.status != Status.PENDING:
             return document
-        document.extracted_text = result.text
-        document.kind = _refined_kind(document.kind, result)
-        document.status = Status.PROCESSED
-        document.error = ""
-        document.processed_at = timezone.now()
-        fields = ["extracted_text", "kind", "status", "error", "processed_at"]
-        if document.match_state == MatchState.UNMATCHED and document.shipment_id is None:
-            found = matching.find_match(tenant=document.tenant, filename=document.filename, text=result.text,
-                                        hints=document.hints or {})
-            document.candidates = found.candidates
-            fields.append("candidates")
-            if found.shipment is not None:
-                _match(document, shipment=found.shipment, staff=None, via=found.via)
-                fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
-        document.save(update_fields=fields)
-    logger.info("document %s processed: kind %s, %s", document_id, document.kind,
-                f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
+        _record_result(document, result)
     return document
+
+
+def _record_result(document: Document, result: extract.Extraction) -> None:
+    """Write what was read of a locked, pending document, matching it when the evidence says so."""
+    document.extracted_text = result.text
+    document.kind = _refined_kind(document.kind, result)
+    document.status = Status.PROCESSED
+    document.error = ""
+    document.processed_at = timezone.now()
+    fields = ["extracted_text", "kind", "status", "error", "processed_at"]
+    if document.match_state == MatchState.UNMATCHED and document.shipment_id is None:
+        found = matching.find_match(tenant=document.tenant, filename=document.filename, text=result.text,
+                                    hints=document.hints or {})
+        document.candidates = found.candidates
+        fields.append("candidates")
+        if found.shipment is not None:
+            _match(document, shipment=found.shipment, staff=None, via=found.via)
+            fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
+    document.save(update_fields=fields)
+    logger.info("document %s processed: kind %s, %s", document.pk, document.kind,
+                f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
 
 
 def _refined_kind(kind: str, result: extract.Extraction) -> str:

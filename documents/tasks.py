@@ -54,3 +54,24 @@ def documents_process_stale() -> int:
     for document_id in ids:
         document_process_task.delay(document_id)
     return len(ids)
+
+
+@shared_task(
+    bind=True,
+    name="documents.process_many",
+    ignore_result=True,
+    # Each file's extraction has its own deadline; this is the margin for the batch as a whole.
+    soft_time_limit=settings.DOCUMENT_EXTRACT_SECONDS * 10 + 60,
+    time_limit=settings.DOCUMENT_EXTRACT_SECONDS * 10 + 120,
+)
+def documents_process_task(self: Any, document_ids: list[int]) -> int:
+    """The documents of one intake batch in one go (services.documents_process); what it leaves -
+    a storage error, an unexpected error, or the rest when the batch runs out of time - goes to
+    document_process_task one by one. Safe to run twice: only pending documents are touched."""
+    try:
+        left = services.documents_process(document_ids=document_ids)
+    except SoftTimeLimitExceeded:
+        left = list(document_ids)  # the processed ones are no longer pending: their tasks find them done
+    for document_id in left:
+        document_process_task.delay(document_id)
+    return len(document_ids) - len(left)

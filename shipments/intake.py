@@ -16,7 +16,7 @@ from . import services
 
 def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult:
     verdict = context.classification
-    outcome = services.message_intake(message=message, classification=verdict)
+    outcome = services.message_intake(message=message, classification=verdict, batch=context.batch)
     category = outcome.category if outcome.category in CATEGORIES else "other"
     records = {
         "shipment": len(outcome.created),

@@ -8,8 +8,8 @@ message processed twice cannot create twice whatever the code paths do.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models import F, Q
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
 from tms.accounts.scoping import TenantOwned
@@ -161,6 +161,11 @@ class Shipment(TenantOwned):
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="shipment_newest"),
             models.Index(fields=["tenant", "status"], name="shipment_status"),
+            # documents.matching looks BOL/PO/PRO numbers up case-insensitively for every document
+            # read: by index, not by a scan of the tenant's shipments (bench/README.md, ingest).
+            models.Index(F("tenant"), Upper("bol_number"), name="shipment_bol_upper"),
+            models.Index(F("tenant"), Upper("po_number"), name="shipment_po_upper"),
+            models.Index(F("tenant"), Upper("pro_number"), name="shipment_pro_upper"),
         ]
 
     def __str__(self) -> str:

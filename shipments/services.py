@@ -13,12 +13,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from mailboxes.models import InboundMessage, OutboundMessage
 from tms.accounts.models import Staff, Tenant
@@ -158,13 +159,18 @@ def contact_for_sender(*, tenant: Tenant, email: str, name: str = "") -> Contact
         validate_email(email)
     except ValidationError:
         return None
-    contacts = Contact.objects.for_tenant(tenant)
     found = contact_by_email(tenant=tenant, email=email)
     if found is not None:
         if not found.name and name.strip():
             found.name = name.strip()[:200]
             found.save(update_fields=["name"])
         return found
+    return _contact_make(tenant=tenant, email=email, name=name)
+
+
+def _contact_make(*, tenant: Tenant, email: str, name: str) -> Contact | None:
+    """contact_for_sender once the address is known valid and to have no contact yet."""
+    contacts = Contact.objects.for_tenant(tenant)
     if Staff.objects.for_tenant(tenant).filter(email__iexact=email).exists():
         return None
     customer = customer_for_domain(tenant=tenant, domain=domain_of(email))
@@ -193,6 +199,17 @@ def shipment_sequence_allocate(*, tenant: Tenant, sequence: int | None = None) -
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("shipment_sequence_allocate() must run inside a transaction")
+    if sequence is None:
+        # One round trip: the UPDATE locks the row until the caller's transaction ends, like
+        # SELECT ... FOR UPDATE would.
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = last_value + 1"  # noqa: S608 (no input)
+                " WHERE tenant_id = %s RETURNING last_value", [tenant.pk],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0])
     counter, _ = ShipmentCounter.objects.select_for_update().get_or_create(tenant=tenant)
     if sequence is None:
         counter.last_value += 1
@@ -220,31 +237,39 @@ def shipment_create(
         if related is not None and related.tenant_id != tenant.pk:
             raise ValidationError({name: "belongs to another company"})
     values = _clean_fields(fields or {})
-    with transaction.atomic():
-        seq = shipment_sequence_allocate(tenant=tenant, sequence=sequence)
-        shipment = Shipment(
-            tenant=tenant, sequence=seq, number=shipment_number_format(tenant=tenant, sequence=seq),
-            status=status, assigned_to=assigned_to, customer=customer, contact=contact,
-            source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
-            source_message_key=_message_key(source_message), **values,
-        )
-        shipment.full_clean(exclude=["tenant", "source_message", "number"], validate_unique=False)
-        try:
-            with transaction.atomic():
-                shipment.save()
-        except IntegrityError:
-            if Shipment.objects.for_tenant(tenant).filter(sequence=seq).exists():
-                raise ValidationError({"sequence": f"shipment number {shipment.number} is taken"}) from None
-            raise  # the message already made a shipment: the caller decides
-        if source_message is not None:
-            Activity.objects.for_tenant(tenant).create(
-                shipment=shipment, kind=Activity.Kind.EMAIL_IN, inbound_message=source_message,
-                message_key=_message_key(source_message), text=note or "Created from e-mail.",
+    allocated: list[int] = []
+    try:
+        # One savepoint (inside a caller's transaction) for the whole of it: an IntegrityError rolls
+        # back the number, the shipment and its activity together and leaves the caller's
+        # transaction usable.
+        with transaction.atomic():
+            seq = shipment_sequence_allocate(tenant=tenant, sequence=sequence)
+            allocated.append(seq)
+            shipment = Shipment(
+                tenant=tenant, sequence=seq, number=shipment_number_format(tenant=tenant, sequence=seq),
+                status=status, assigned_to=assigned_to, customer=customer, contact=contact,
+                source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
+                source_message_key=_message_key(source_message), **values,
             )
-        else:
-            Activity.objects.for_tenant(tenant).create(
-                shipment=shipment, kind=Activity.Kind.NOTE, actor=actor, text=note or "Created.",
-            )
+            # The related rows were checked above (same tenant, saved): no existence query per key.
+            known = [name for name, related in (("assigned_to", assigned_to), ("customer", customer),
+                                                ("contact", contact)) if related is not None and related.pk]
+            shipment.full_clean(exclude=["tenant", "source_message", "number", *known], validate_unique=False)
+            shipment.save()
+            if source_message is not None:
+                Activity.objects.for_tenant(tenant).create(
+                    shipment=shipment, kind=Activity.Kind.EMAIL_IN, inbound_message=source_message,
+                    message_key=_message_key(source_message), text=note or "Created from e-mail.",
+                )
+            else:
+                Activity.objects.for_tenant(tenant).create(
+                    shipment=shipment, kind=Activity.Kind.NOTE, actor=actor, text=note or "Created.",
+                )
+    except IntegrityError:
+        if allocated and Shipment.objects.for_tenant(tenant).filter(sequence=allocated[0]).exists():
+            number = shipment_number_format(tenant=tenant, sequence=allocated[0])
+            raise ValidationError({"sequence": f"shipment number {number} is taken"}) from None
+        raise  # the message already made a shipment: the caller decides
     return shipment
 
 
@@ -499,7 +524,8 @@ def _email_text(classification: Any) -> str:
     return subject[:1000] or "(no subject)"
 
 
-def message_intake(*, message: InboundMessage, classification: Any) -> IntakeOutcome:
+def message_intake(*, message: InboundMessage, classification: Any, batch: dict[str, Any] | None = None
+                   ) -> IntakeOutcome:
     """Act on a classified inbound message (inside the caller's transaction).
 
     - a reply to mail we sent about a shipment (In-Reply-To/References, or the subject tag), or to
@@ -511,25 +537,28 @@ def message_intake(*, message: InboundMessage, classification: Any) -> IntakeOut
     The sender becomes a contact (unless it is one already) for anything but "other".
     Safe to run twice: the one-to-one source message and the unique (shipment, inbound message)
     activity make a second run find what the first made instead of making it again.
+    `batch`: the intake batch's cache (IntakeContext.batch, one transaction): senders' contacts
+    are looked up once per batch there.
     """
+    cache: dict[str, Any] = {} if batch is None else batch
     tenant = message.tenant
     category = str(classification.category)
     sender = _sender(message, classification)
     outcome = IntakeOutcome(category=category, reason=str(getattr(classification, "reason", "") or ""))
     if category != "other":
-        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender)
+        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender, cache=cache)
     thread = shipments_for_thread(
         tenant=tenant, in_reply_to=getattr(classification, "in_reply_to", None),
         references=list(getattr(classification, "references", None) or ()),
         subject=str(getattr(classification, "subject", "") or ""),
     )
     if thread and outcome.contact is None:
-        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender)
+        outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender, cache=cache)
     outcome.thread = [s.number for s in thread]
     targets = list(thread)
     if not thread and category in ("quote", "pickup"):
         shipment, created = _shipment_from_message(
-            message=message, classification=classification, contact=outcome.contact
+            message=message, classification=classification, contact=outcome.contact, cache=cache
         )
         if created:
             outcome.created.append(shipment)
@@ -550,14 +579,39 @@ def message_intake(*, message: InboundMessage, classification: Any) -> IntakeOut
         if shipment.number not in outcome.touched:
             outcome.touched.append(shipment.number)
             outcome.touched_ids.append(str(shipment.public_id))
-    contact = outcome.contact or (contact_by_email(tenant=tenant, email=sender[0]) if sender[0] else None)
+    contact = outcome.contact or (_contact_cached(tenant=tenant, email=sender[0], cache=cache) if sender[0] else None)
     if contact is not None:
-        FiledMessage.unscoped.get_or_create(
-            inbound_message=message,
-            defaults={"tenant": tenant, "contact": contact, "customer_id": contact.customer_id,
-                      "category": category},
-        )
+        filed = FiledMessage(inbound_message=message, tenant=tenant, contact=contact,
+                             customer_id=contact.customer_id, category=category)
+        _filed_add(filed, cache=batch)
     return outcome
+
+
+_FILED = "shipments.filed"
+_FILED_DONE = "shipments.filed.done"
+
+
+def _filed_add(filed: FiledMessage, *, cache: dict[str, Any] | None) -> None:
+    """File the message under the contact, once (one-to-one with the message: a second run's INSERT
+    does nothing, without a savepoint). In an intake batch (mailboxes.intake runs its BATCH_FLUSH
+    callables), one INSERT for the whole batch at its end, inside its transaction."""
+    from mailboxes.intake import BATCH_FLUSH, BATCH_MESSAGES
+
+    if cache is None or BATCH_MESSAGES not in cache or cache.get(_FILED_DONE):
+        FiledMessage.unscoped.bulk_create([filed], ignore_conflicts=True)
+        return
+    rows: list[FiledMessage] | None = cache.get(_FILED)
+    if rows is None:
+        pending: list[FiledMessage] = []
+        cache[_FILED] = rows = pending
+
+        def flush() -> None:
+            cache[_FILED_DONE] = True
+            if pending:
+                FiledMessage.unscoped.bulk_create(pending, ignore_conflicts=True)
+
+        cache.setdefault(BATCH_FLUSH, []).append(flush)
+    rows.append(filed)
 
 
 def _referenced_shipments(*, tenant: Tenant, classification: Any) -> tuple[list[Shipment], list[str]]:
@@ -575,23 +629,100 @@ def _sender(message: InboundMessage, classification: Any) -> tuple[str, str]:
     return parseaddr(address)[1].strip() or address.strip(), name.strip().strip('"')
 
 
-def _sender_contact(*, tenant: Tenant, sender: tuple[str, str]) -> tuple[Contact | None, bool]:
+_CONTACTS = "shipments.contacts"
+
+
+def _batch_messages(cache: dict[str, Any], tenant: Tenant) -> list[InboundMessage]:
+    from mailboxes.intake import BATCH_MESSAGES
+
+    return [m for m in cache.get(BATCH_MESSAGES) or () if m.tenant_id == tenant.pk]
+
+
+def _contact_cached(*, tenant: Tenant, email: str, cache: dict[str, Any]) -> Contact | None:
+    """contact_by_email, remembered in the batch's cache (None too: no contact of this address).
+    The first lookup of a tenant in a batch fetches the contacts of all the batch's senders (their
+    From addresses) in one query."""
+    known: dict[tuple[int, str], Contact | None] = cache.setdefault(_CONTACTS, {})
+    key = (tenant.pk, email.strip().lower())
+    if key in known:
+        return known[key]
+    prefetched = cache.setdefault(_CONTACTS + ".tenants", set())
+    if tenant.pk not in prefetched:
+        prefetched.add(tenant.pk)
+        wanted = {parseaddr(m.from_address or "")[1].strip().lower() for m in _batch_messages(cache, tenant)}
+        wanted = {address for address in wanted if address} | {key[1]}
+        for address in wanted:
+            known.setdefault((tenant.pk, address), None)
+        rows = Contact.objects.for_tenant(tenant).annotate(email_lower=Lower("email")).filter(email_lower__in=wanted)
+        for row in rows:
+            known[(tenant.pk, str(row.email_lower))] = cast(Contact, row)  # type: ignore[attr-defined]
+        if key in known:
+            return known[key]
+    known[key] = contact_by_email(tenant=tenant, email=email)
+    return known[key]
+
+
+def _sender_contact(*, tenant: Tenant, sender: tuple[str, str], cache: dict[str, Any]
+                    ) -> tuple[Contact | None, bool]:
     address, name = sender
     if not address:
         return None, False
-    existed = contact_by_email(tenant=tenant, email=address)
+    existed = _contact_cached(tenant=tenant, email=address, cache=cache)
     if existed is not None:
         return existed, False
-    contact = contact_for_sender(tenant=tenant, email=address, name=name)
+    try:
+        validate_email(address.strip())
+    except ValidationError:
+        return None, False
+    contact = _contact_make(tenant=tenant, email=address.strip(), name=name)
+    if contact is not None:
+        cache[_CONTACTS][(tenant.pk, address.strip().lower())] = contact
     return contact, contact is not None
 
 
+_SOURCES = "shipments.sources"
+
+
+def _shipment_of_source(*, message: InboundMessage, same: Q, cache: dict[str, Any]) -> Shipment | None:
+    """The shipment already made from this message or a copy of it (same Message-ID). The first
+    call of a tenant in an intake batch fetches those of all the batch's messages in one query."""
+    tenant = message.tenant
+    sources: dict[int, tuple[set[int], dict[tuple[str, Any], Shipment]]] = cache.setdefault(_SOURCES, {})
+    if tenant.pk not in sources:
+        batch = _batch_messages(cache, tenant)
+        covered = {m.pk for m in batch}
+        found: dict[tuple[str, Any], Shipment] = {}
+        if covered:
+            keys = [k for k in (_message_key(m) for m in batch) if k]
+            rows = Shipment.objects.for_tenant(tenant).filter(
+                Q(source_message_id__in=covered) | Q(source_message_key__in=keys)
+            ).order_by("id")
+            for row in rows:
+                found.setdefault(("pk", row.source_message_id), row)
+                if row.source_message_key:
+                    found.setdefault(("key", row.source_message_key), row)
+        sources[tenant.pk] = (covered, found)
+    covered, found = sources[tenant.pk]
+    if message.pk not in covered:
+        return cast(Shipment | None, Shipment.objects.for_tenant(tenant).filter(same).first())
+    key = _message_key(message)
+    return found.get(("pk", message.pk)) or (found.get(("key", key)) if key else None)
+
+
+def _source_remember(*, shipment: Shipment, cache: dict[str, Any]) -> None:
+    entry = cache.get(_SOURCES, {}).get(shipment.tenant_id)
+    if entry is not None:
+        entry[1].setdefault(("pk", shipment.source_message_id), shipment)
+        if shipment.source_message_key:
+            entry[1].setdefault(("key", shipment.source_message_key), shipment)
+
+
 def _shipment_from_message(
-    *, message: InboundMessage, classification: Any, contact: Contact | None
+    *, message: InboundMessage, classification: Any, contact: Contact | None, cache: dict[str, Any]
 ) -> tuple[Shipment, bool]:
     key = _message_key(message)
     same = Q(source_message=message) | (Q(source_message_key=key) if key else Q(pk__in=[]))
-    existing = Shipment.objects.for_tenant(message.tenant).filter(same).first()
+    existing = _shipment_of_source(message=message, same=same, cache=cache)
     if existing is not None:
         return existing, False
     status = Status.PICKUP_REQUESTED if classification.category == "pickup" else Status.QUOTE_REQUESTED
@@ -600,17 +731,17 @@ def _shipment_from_message(
     fields = to_dict() if callable(to_dict) else dict(extracted or {})
     confidence = getattr(classification, "confidence", None) or {}
     staff = message.mailbox.staff
-    try:
-        with transaction.atomic():
-            shipment = shipment_create(
-                tenant=message.tenant, status=status, assigned_to=staff,
-                customer=contact.customer if contact else None, contact=contact,
-                source_message=message, fields=fields, extraction_confidence=_jsonable(confidence),
-                note="\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p),
-            )
+    try:  # shipment_create's own atomic block is the savepoint that an IntegrityError rolls back to
+        shipment = shipment_create(
+            tenant=message.tenant, status=status, assigned_to=staff,
+            customer=contact.customer if contact else None, contact=contact,
+            source_message=message, fields=fields, extraction_confidence=_jsonable(confidence),
+            note="\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p),
+        )
     except IntegrityError:
         # Another transaction filed this message (or a copy of it) first: the unique source said no.
         return Shipment.objects.for_tenant(message.tenant).get(same), False
+    _source_remember(shipment=shipment, cache=cache)
     return shipment, True
 
 
