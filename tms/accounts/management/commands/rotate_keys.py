@@ -21,10 +21,14 @@ class Command(BaseCommand):
             manager = model._base_manager
             try:
                 with transaction.atomic():
-                    # Reading decrypts with any key; saving encrypts with the first.
-                    for row in manager.select_for_update().only("pk", *names).iterator(chunk_size=500):
-                        row.save(update_fields=names)
-                        count += 1
+                    # Reading decrypts with any key; saving encrypts with the first. Chunks by
+                    # primary key rather than a server-side cursor, which a failure would leave open.
+                    pks = list(manager.order_by("pk").values_list("pk", flat=True))
+                    for start in range(0, len(pks), 500):
+                        chunk = manager.select_for_update().filter(pk__in=pks[start:start + 500]).only("pk", *names)
+                        for row in chunk:
+                            row.save(update_fields=names)
+                            count += 1
             except DecryptionError as exc:
                 raise CommandError(f"{model._meta.label}: {exc}; nothing of this model was changed") from None
             self.stdout.write(f"{model._meta.label}: {count} row(s) re-encrypted")
