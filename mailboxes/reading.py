@@ -4,7 +4,8 @@ One poll of one mailbox (mailbox_poll) is what the Celery task, `manage.py mailb
 and the IDLE watcher all run:
 
 1. take the mailbox's lock (locks.py); a second poller is refused, never queued behind;
-2. log in (connections.imap_session), SELECT INBOX read-write;
+2. log in (connections.imap_session, or a connection kept from the last poll: sessions.py),
+   SELECT INBOX read-write (every poll: SELECT reports the current UIDNEXT);
 3. find new UIDs by the folder's cursor (RFC 3501 2.3.1.1: UIDVALIDITY + last UID seen), or on
    the first poll by INTERNALDATE (UID SEARCH SINCE, the last MAILBOX_INITIAL_WINDOW_DAYS days);
    never by \\Seen, which belongs to the user;
@@ -47,7 +48,6 @@ from imapclient.exceptions import IMAPClientError
 from tms.logging import log_context
 
 from . import locks, metrics
-from .connections import imap_session
 from .intake import (
     DONE,
     PENDING,
@@ -58,6 +58,7 @@ from .intake import (
 )
 from .models import FolderCursor, InboundMessage, Mailbox
 from .providers import AuthorizationError, ProviderError
+from .sessions import kept_drop, kept_imap_session
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
@@ -157,6 +158,7 @@ def mailbox_poll(*, mailbox_id: int, explicit: bool = False) -> PollResult:
     mailbox = Mailbox.unscoped.select_related("tenant").filter(pk=mailbox_id).first()
     result.skipped = _why_not(mailbox, explicit=explicit)
     if mailbox is None or result.skipped:
+        kept_drop(mailbox_id)  # a mailbox no longer polled keeps no connection here
         return result
     with log_context(tenant=mailbox.tenant.slug, mailbox=mailbox.pk):
         began = time.monotonic()
@@ -211,15 +213,37 @@ def _why_not(mailbox: Mailbox | None, *, explicit: bool) -> str:
     return ""
 
 
+class _StaleConnection(Exception):
+    """SELECT failed on a connection kept from an earlier poll: retried once on a new one."""
+
+
 def _poll(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
-    with imap_session(mailbox) as client:
+    try:
+        _poll_on(mailbox, result, lock)
+    except _StaleConnection as exc:
+        # The kept connection is closed by now (sessions.kept_imap_session); the server may have
+        # renumbered or recreated the folder under it. A new login sees the folder as it is.
+        logger.info("mailbox %s: kept connection failed at SELECT (%s); logging in again", mailbox.pk, exc)
+        _poll_on(mailbox, result, lock)
+
+
+def _poll_on(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
+    # A connection kept from the last poll (sessions.py: same process, same settings, NOOP ok) or a
+    # new one; any exception in here closes it. SELECT is sent every poll, so new mail is seen.
+    with kept_imap_session(mailbox) as (client, reused):
         client.normalise_times = False  # aware datetimes for INTERNALDATE
-        if client.has_capability("CONDSTORE"):
+        if not reused and client.has_capability("CONDSTORE"):
             try:
                 client.enable("CONDSTORE")  # SELECT then reports HIGHESTMODSEQ (RFC 7162)
             except (IMAPClientError, imaplib.IMAP4.error):
                 logger.info("mailbox %s: ENABLE CONDSTORE refused", mailbox.pk)
-        FolderReader(client, mailbox, INBOX, result, lock).run()
+        try:
+            info = client.select_folder(INBOX)
+        except (IMAPClientError, imaplib.IMAP4.error, OSError) as exc:
+            if reused:
+                raise _StaleConnection(str(exc)[:200] or exc.__class__.__name__) from exc
+            raise
+        FolderReader(client, mailbox, INBOX, result, lock).run(info)
 
 
 class FolderReader:
@@ -234,8 +258,10 @@ class FolderReader:
         self.uidvalidity = 0
         self.attempted: set[int] = set()  # one attempt per message per pass
 
-    def run(self) -> None:
-        info = self.client.select_folder(self.folder)
+    def run(self, info: dict[bytes, Any] | None = None) -> None:
+        """One pass over the folder; `info` is the SELECT response when the caller sent it."""
+        if info is None:
+            info = self.client.select_folder(self.folder)
         self.uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
         modseq = int(info[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in info else None

@@ -321,6 +321,10 @@ MAILBOX_POLL_LOCK_TTL = env_int("MAILBOX_POLL_LOCK_TTL", 900, minimum=10)  # a c
 MAILBOX_IDLE_MAX_CONNECTIONS = env_int("MAILBOX_IDLE_MAX_CONNECTIONS", 50, minimum=1)
 MAILBOX_IDLE_RENEW_SECONDS = env_int("MAILBOX_IDLE_RENEW_SECONDS", 25 * 60, minimum=1)  # RFC 2177: < 29 min
 MAILBOX_IDLE_REFRESH_SECONDS = env_int("MAILBOX_IDLE_REFRESH_SECONDS", 60, minimum=1)  # new/removed mailboxes
+# IMAP connections a poller process keeps open between polls (mailboxes/sessions.py); 0: none.
+MAILBOX_IMAP_KEEP_CONNECTIONS = env_int("MAILBOX_IMAP_KEEP_CONNECTIONS", 100, minimum=0)
+MAILBOX_IMAP_KEEP_MAX_AGE = env_int("MAILBOX_IMAP_KEEP_MAX_AGE", 600, minimum=1)  # seconds, then a new login
+MAILBOX_IMAP_KEEP_IDLE = env_int("MAILBOX_IMAP_KEEP_IDLE", 300, minimum=1)  # seconds unused, then logged out
 
 # The system relay for "Email Assistant" mail and for senders without a connected mailbox.
 RELAY_SMTP_URL = env_url("RELAY_SMTP_URL", "", schemes=("smtp", "smtp+starttls", "smtps"))

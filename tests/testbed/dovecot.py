@@ -105,7 +105,14 @@ protocol imap {{
   mail_max_userip_connections = 100
 }}
 
+# With TLS each session keeps its imap-login process (the TLS proxy): room for the pollers' kept
+# connections (mailboxes/sessions.py, bench/bench_idle.py), past the default of 100.
+default_client_limit = 5000
+service imap {{
+  process_limit = 1200
+}}
 service imap-login {{
+  process_limit = 1200
   inet_listener imap {{
     port = {port_imap}
   }}
