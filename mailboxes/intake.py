@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -129,14 +129,15 @@ def classify_handler(message: InboundMessage, context: IntakeContext) -> IntakeR
     verdict = context.classification
     category = verdict.category if verdict.category in CATEGORIES else "other"
     return IntakeResult(category=category, reason=str(verdict.reason or "")[:1000],
-                        data={"signals": _jsonable(verdict.signals)})
+                        data={"signals": jsonable(verdict.signals)})
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+def jsonable(value: Any) -> Any:
+    """Plain JSON data from handler output (dataclasses, tuples, sets become dicts/lists/strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from mailboxes.intake import jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
 from tms.accounts.models import Staff, Tenant
 
@@ -735,7 +736,7 @@ def _shipment_from_message(
         shipment = shipment_create(
             tenant=message.tenant, status=status, assigned_to=staff,
             customer=contact.customer if contact else None, contact=contact,
-            source_message=message, fields=fields, extraction_confidence=_jsonable(confidence),
+            source_message=message, fields=fields, extraction_confidence=jsonable(confidence),
             note="\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p),
         )
     except IntegrityError:
@@ -745,11 +746,3 @@ def _shipment_from_message(
     return shipment, True
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
