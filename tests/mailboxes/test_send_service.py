@@ -199,6 +199,39 @@ def test_it_refuses_a_line_break_in_any_header_value_before_queueing(
     assert not OutboundMessage.objects.for_tenant(bob.tenant).exists()
 
 
+def test_it_encodes_non_ascii_names_subjects_bodies_and_file_names_for_the_wire(send_settings: Any, bob: Staff) -> None:
+    mailbox = make_mailbox(bob, new_address(), display_name="Zoë Ångström, Dispatch")
+    subject = "Über die Lieferung — 運送 " + "lange Betreffzeile " * 8
+    body = "Grüße,\nFrom the dock: 8 pallets.\n.\n"
+    report = bytes(range(256)) * 4
+    outbound = _queue(
+        mailbox, to=["José Müller <jose@example.test>", '"Smith, John" <john@example.test>'], subject=subject,
+        body_text=body, body_html="<p>Grüße</p>",
+        attachments=[sending.Attachment("Lieferschein Übersicht.pdf", report, "application/pdf"),
+                     sending.Attachment("rates.csv", b"lane,rate\n", "text/csv")],
+        in_reply_to="<parent@carrier.test>",
+    )
+
+    raw = bytes(outbound.raw or b"")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    head.decode("ascii")  # RFC 2047: non-ASCII header text travels as encoded words
+    assert b"\n" not in raw.replace(b"\r\n", b"") and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = _parsed(raw)
+    assert msg["Subject"] == subject and msg["Subject"] == outbound.subject
+    assert msg["From"].addresses[0].display_name == "Zoë Ångström, Dispatch"
+    assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [
+        ("José Müller", "jose@example.test"), ("Smith, John", "john@example.test")]
+    assert msg["In-Reply-To"] == "<parent@carrier.test>" and msg["Message-ID"] == outbound.message_id
+    assert msg.get_content_type() == "multipart/mixed"
+    plain, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and plain.get_content().replace("\r\n", "\n") == body  # no ">From" mangling
+    assert html is not None and html.get_content().replace("\r\n", "\n") == "<p>Grüße</p>\n"
+    attachments = [(a.get_filename(), a.get_content_type(), a.get_payload(decode=True)) for a in msg.iter_attachments()]
+    assert attachments == [("Lieferschein Übersicht.pdf", "application/pdf", report),
+                           ("rates.csv", "text/csv", b"lane,rate\n")]
+    assert not [d for part in msg.walk() for d in part.defects]
+
+
 # ----------------------------------------------------------------------------- policy
 
 
