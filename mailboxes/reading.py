@@ -30,7 +30,7 @@ import imaplib
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
@@ -123,28 +123,48 @@ def mailboxes_readable_ids() -> list[int]:
     )
 
 
-def mailboxes_claim_due(*, now: datetime | None = None) -> list[int]:
-    """Active read-enabled mailboxes whose next_poll_at has come, each claimed (next_poll_at moved
-    one interval ahead with a conditional UPDATE) so that a slow queue does not pile up polls."""
-    now = now or timezone.now()
-    interval = timedelta(seconds=settings.MAILBOX_POLL_INTERVAL)
+def _due(now: datetime) -> Q:
     # Half an interval of slack: a poll sets next_poll_at = its start + interval, and beat fires
     # every interval, so without it every other beat would find the mailbox a moment early.
-    horizon = now + interval / 2
-    due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=horizon)
-    # One locking SELECT and one UPDATE for all of them (it was one UPDATE per mailbox: a second
-    # or more per beat at 1,000 mailboxes, bench/bench_idle.py). A concurrent claimer skips the
-    # rows locked here and, once this commits, finds them no longer due: each is claimed once.
+    horizon = now + timedelta(seconds=settings.MAILBOX_POLL_INTERVAL) / 2
+    return Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=horizon)
+
+
+def mailboxes_due_count(*, now: datetime | None = None) -> int:
+    """How many active read-enabled mailboxes are due (the beat queues work for that many)."""
+    return Mailbox.unscoped.filter(
+        _due(now or timezone.now()), status=Mailbox.Status.ACTIVE, permission=Mailbox.Permission.SEND_AND_READ
+    ).count()
+
+
+def mailboxes_claim_due(
+    *, now: datetime | None = None, limit: int | None = None, prefer: Iterable[int] = ()
+) -> list[int]:
+    """Active read-enabled mailboxes whose next_poll_at has come (at most `limit`, the ids in
+    `prefer` first), each claimed: next_poll_at moved one interval ahead, so that no one else
+    claims it before its next turn."""
+    now = now or timezone.now()
+    due = _due(now)
+    # One locking SELECT (two with `prefer`) and one UPDATE for all of them. A concurrent claimer
+    # skips the rows locked here and, once this commits, finds them no longer due: each is
+    # claimed once.
     with transaction.atomic():
-        claimed = list(
+        candidates = (
             Mailbox.unscoped.select_for_update(skip_locked=True)
             .filter(status=Mailbox.Status.ACTIVE, permission=Mailbox.Permission.SEND_AND_READ)
             .filter(due)
             .order_by(F("next_poll_at").asc(nulls_first=True), "pk")
             .values_list("pk", flat=True)
         )
+        preferred = sorted(set(prefer))
+        claimed = list(candidates.filter(pk__in=preferred)[:limit]) if preferred else []
+        if limit is None or len(claimed) < limit:
+            rest = candidates.exclude(pk__in=claimed) if claimed else candidates
+            claimed += list(rest[: None if limit is None else limit - len(claimed)])
         if claimed:
-            Mailbox.unscoped.filter(due, pk__in=claimed).update(next_poll_at=now + interval)
+            Mailbox.unscoped.filter(due, pk__in=claimed).update(
+                next_poll_at=now + timedelta(seconds=settings.MAILBOX_POLL_INTERVAL)
+            )
     return claimed
 
 
@@ -156,7 +176,7 @@ def mailbox_poll(*, mailbox_id: int, explicit: bool = False) -> PollResult:
     own failures: they are recorded on its row and in result.error."""
     result = PollResult(mailbox=mailbox_id)
     mailbox = Mailbox.unscoped.select_related("tenant").filter(pk=mailbox_id).first()
-    result.skipped = _why_not(mailbox, explicit=explicit)
+    result.skipped = why_not_polled(mailbox, explicit=explicit)
     if mailbox is None or result.skipped:
         kept_drop(mailbox_id)  # a mailbox no longer polled keeps no connection here
         return result
@@ -173,35 +193,57 @@ def _poll_locked(mailbox: Mailbox, result: PollResult) -> None:
         logger.info("mailbox %s: a poll is already running; this one is refused", mailbox.pk)
         result.skipped = "locked"
         return
-    started = timezone.now()
     try:
-        try:
-            _poll(mailbox, result, lock)
-        except AuthorizationError as exc:
-            result.error = str(exc)
-            _record_error(mailbox, result.error)
-            _needs_reauthorization(mailbox, result.error)
-        except ProviderError as exc:
-            result.error = f"{exc.stage}: {exc}"
-            _record_error(mailbox, result.error, permanent=exc.permanent)
-        except (IMAPClientError, imaplib.IMAP4.error, OSError) as exc:
-            result.error = f"IMAP: {str(exc)[:500] or exc.__class__.__name__}"
-            _record_error(mailbox, result.error)
-        except Exception as exc:
-            logger.exception("mailbox %s: poll failed", mailbox.pk)
-            result.error = f"internal error: {exc.__class__.__name__}"
-            _record_error(mailbox, result.error)
-        else:
-            _record_success(mailbox, started)
+        poll_guarded(mailbox=mailbox, result=result, lock=lock)
     finally:
         locks.release(lock)
+    log_outcome(mailbox, result)
+
+
+# What a pass did (poll_guarded's answer): read the folder, found nothing new (its success is the
+# caller's to record, polling.py does it for many at once), or left it to a pass of its own.
+POLLED, IDLE, HANDOFF = "polled", "idle", "handoff"
+# Given the SELECT response, which of the three to do (polling.py); None: always POLLED.
+Decide = Callable[[dict[bytes, Any]], str]
+
+
+def poll_guarded(*, mailbox: Mailbox, result: PollResult, lock: locks.Lock, decide: Decide | None = None) -> str:
+    """One pass over a mailbox whose lock the caller holds. Never raises for the mailbox's own
+    failures: they are recorded on its row and in result.error (the answer is then "").
+    A POLLED pass is recorded as a success here; IDLE and HANDOFF are left to the caller."""
+    started = timezone.now()
+    verdict = ""
+    try:
+        verdict = _poll(mailbox, result, lock, decide)
+    except AuthorizationError as exc:
+        result.error = str(exc)
+        _record_error(mailbox, result.error)
+        _needs_reauthorization(mailbox, result.error)
+    except ProviderError as exc:
+        result.error = f"{exc.stage}: {exc}"
+        _record_error(mailbox, result.error, permanent=exc.permanent)
+    except (IMAPClientError, imaplib.IMAP4.error, OSError) as exc:
+        result.error = f"IMAP: {str(exc)[:500] or exc.__class__.__name__}"
+        _record_error(mailbox, result.error)
+    except Exception as exc:
+        logger.exception("mailbox %s: poll failed", mailbox.pk)
+        result.error = f"internal error: {exc.__class__.__name__}"
+        _record_error(mailbox, result.error)
+    else:
+        if verdict == POLLED:
+            _record_success(mailbox, started)
+    return verdict
+
+
+def log_outcome(mailbox: Mailbox, result: PollResult) -> None:
     if result.error:
         logger.warning("mailbox %s: poll failed: %s", mailbox.pk, result.error)
     else:
         logger.info("mailbox %s: polled %s", mailbox.pk, result.as_json())
 
 
-def _why_not(mailbox: Mailbox | None, *, explicit: bool) -> str:
+def why_not_polled(mailbox: Mailbox | None, *, explicit: bool) -> str:
+    """Why this mailbox is not polled ("" when it is)."""
     if mailbox is None:
         return "gone"
     if not mailbox.reads:
@@ -217,19 +259,20 @@ class _StaleConnection(Exception):
     """SELECT failed on a connection kept from an earlier poll: retried once on a new one."""
 
 
-def _poll(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
+def _poll(mailbox: Mailbox, result: PollResult, lock: locks.Lock, decide: Decide | None = None) -> str:
     try:
-        _poll_on(mailbox, result, lock)
+        return _poll_on(mailbox, result, lock, decide)
     except _StaleConnection as exc:
         # The kept connection is closed by now (sessions.kept_imap_session); the server may have
         # renumbered or recreated the folder under it. A new login sees the folder as it is.
         logger.info("mailbox %s: kept connection failed at SELECT (%s); logging in again", mailbox.pk, exc)
-        _poll_on(mailbox, result, lock)
+        return _poll_on(mailbox, result, lock, decide)
 
 
-def _poll_on(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
-    # A connection kept from the last poll (sessions.py: same process, same settings, NOOP ok) or a
-    # new one; any exception in here closes it. SELECT is sent every poll, so new mail is seen.
+def _poll_on(mailbox: Mailbox, result: PollResult, lock: locks.Lock, decide: Decide | None) -> str:
+    # A connection kept from the last poll (sessions.py: same process, same settings) or a new
+    # one; any exception in here closes it. SELECT is sent every poll, so new mail is seen, and
+    # on a kept connection it is also the health check (no NOOP first).
     with kept_imap_session(mailbox) as (client, reused):
         client.normalise_times = False  # aware datetimes for INTERNALDATE
         if not reused and client.has_capability("CONDSTORE"):
@@ -243,7 +286,10 @@ def _poll_on(mailbox: Mailbox, result: PollResult, lock: locks.Lock) -> None:
             if reused:
                 raise _StaleConnection(str(exc)[:200] or exc.__class__.__name__) from exc
             raise
-        FolderReader(client, mailbox, INBOX, result, lock).run(info)
+        verdict = decide(info) if decide is not None else POLLED
+        if verdict == POLLED:
+            FolderReader(client, mailbox, INBOX, result, lock).run(info)
+        return verdict
 
 
 class FolderReader:
@@ -538,6 +584,15 @@ def _size_groups(metas: Iterable[_Meta], limit: int) -> Iterator[list[_Meta]]:
 
 
 # ----------------------------------------------------------------------------- the mailbox row
+
+
+def record_idle_successes(*, mailbox_ids: list[int], started: datetime) -> None:
+    """_record_success for many active mailboxes polled with nothing new: one UPDATE (polling.py)."""
+    now = timezone.now()
+    Mailbox.unscoped.filter(pk__in=mailbox_ids).update(
+        last_polled_at=now, last_read_at=now, consecutive_failures=0, last_error="",
+        next_poll_at=started + timedelta(seconds=settings.MAILBOX_POLL_INTERVAL),
+    )
 
 
 def _record_success(mailbox: Mailbox, started: datetime) -> None:

@@ -9,8 +9,10 @@ A kept connection is reused only when:
   inherits its parent's sockets);
 - the mailbox's fingerprint is unchanged (host, port, security, username, provider, status and
   updated_at: an edited mailbox or a new password/token gets a new connection);
-- it is younger than MAILBOX_IMAP_KEEP_MAX_AGE and was used within MAILBOX_IMAP_KEEP_IDLE seconds;
-- a NOOP on it succeeds.
+- it is younger than MAILBOX_IMAP_KEEP_MAX_AGE and was used within MAILBOX_IMAP_KEEP_IDLE seconds.
+No NOOP is sent first: every poll starts with SELECT, which proves the connection alive as well,
+and a SELECT that fails on a reused connection is retried once on a new login (reading._poll).
+That is one round trip per idle poll instead of two.
 Any error during a poll closes and drops the connection (never reuse one in an unknown state).
 The IDLE watcher (idle.py) keeps its own connections and never uses this cache.
 """
@@ -85,13 +87,9 @@ def mailbox_fingerprint(mailbox: Mailbox) -> str:
 def _usable(kept: _Kept, fingerprint: str, now: float) -> bool:
     if kept.fingerprint != fingerprint:
         return False
-    if now - kept.opened > settings.MAILBOX_IMAP_KEEP_MAX_AGE or now - kept.used > settings.MAILBOX_IMAP_KEEP_IDLE:
-        return False
-    try:
-        kept.client.noop()
-    except Exception:  # a dead socket, a server BYE, a timeout: open a new one
-        return False
-    return True
+    return not (
+        now - kept.opened > settings.MAILBOX_IMAP_KEEP_MAX_AGE or now - kept.used > settings.MAILBOX_IMAP_KEEP_IDLE
+    )
 
 
 @contextmanager
@@ -163,3 +161,9 @@ def kept_close_all() -> None:
 
 def kept_count() -> int:
     return len(_entries())
+
+
+def kept_ids() -> list[int]:
+    """The mailboxes this process holds a connection for: polling.py claims these first."""
+    with _guard:
+        return list(_entries())

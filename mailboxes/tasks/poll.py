@@ -1,32 +1,50 @@
-"""Celery tasks for reading mailboxes: beat enqueues one poll per due mailbox, by id.
+"""Celery tasks for reading mailboxes.
 
-Each mailbox is its own task, so one slow or broken mailbox never delays the others; the lock
-in reading.mailbox_poll makes a second run of the same mailbox a no-op (safe to run twice).
+The beat (poll_due_mailboxes) counts the due mailboxes and queues one chunk task
+(poll_due_chunk) per polling.CHUNK of them; each chunk claims its mailboxes when it runs, those
+whose IMAP connection its worker process keeps first (polling.py explains why and what bounds a
+slow mailbox). poll_mailbox is one full pass over one mailbox, by id: a chunk hands it the
+mailboxes with much to do, and other code queues it (a message to retry, the demo).
+Safe to run twice: the claim and the mailbox's lock (reading.mailbox_poll) refuse a second poll.
 Errors are not retried by Celery: the mailbox row carries the backoff (next_poll_at).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 
-from mailboxes import reading
+from mailboxes import polling, reading
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="mailboxes.poll_due_mailboxes", ignore_result=True, soft_time_limit=60, time_limit=90)
 def poll_due_mailboxes() -> int:
-    """Beat entry: claim every due mailbox and queue its poll."""
-    ids = reading.mailboxes_claim_due()
-    for mailbox_id in ids:
-        poll_mailbox.delay(mailbox_id)
-    if ids:
-        logger.info("queued polls for %s mailboxes", len(ids))
-    return len(ids)
+    """Beat entry: queue enough chunk tasks for every due mailbox (one spare: a chunk may find
+    fewer than its share, e.g. while another claims), and return how many are due."""
+    due = reading.mailboxes_due_count()
+    if due:
+        chunks = math.ceil(due / polling.CHUNK) + 1
+        for _ in range(chunks):
+            poll_due_chunk.delay()
+        logger.info("%s mailboxes due: queued %s poll chunks", due, chunks)
+    return due
+
+
+@shared_task(
+    name="mailboxes.poll_due_chunk",
+    ignore_result=True,
+    soft_time_limit=polling.BUDGET * 3,
+    time_limit=polling.BUDGET * 4,
+)
+def poll_due_chunk() -> dict[str, int]:
+    """Claim and poll up to polling.CHUNK due mailboxes."""
+    return polling.mailboxes_poll_chunk(hand_off=poll_mailbox.delay, more=poll_due_chunk.delay).as_json()
 
 
 @shared_task(

@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from mailboxes import locks
+from mailboxes import locks, polling
 from mailboxes.models import Lease, Mailbox
 from mailboxes.reading import PollResult, backoff_seconds, mailbox_poll, mailboxes_claim_due
 from mailboxes.tasks import poll as poll_tasks
@@ -35,11 +35,12 @@ def test_it_schedules_the_due_poll_in_beat() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("reading_settings")
-def test_it_queues_one_poll_per_due_active_reading_mailbox(
+def test_it_queues_chunks_that_claim_each_due_active_reading_mailbox_once(
     bob: Staff, dovecot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queued: list[int] = []
-    monkeypatch.setattr(poll_tasks.poll_mailbox, "delay", queued.append)
+    queued: list[tuple[()]] = []
+    monkeypatch.setattr(poll_tasks.poll_due_chunk, "delay", lambda: queued.append(()))
+    monkeypatch.setattr(polling, "CHUNK", 1)
     now = timezone.now()
     due = make_reader(bob, dovecot, address="due@example.test")
     overdue = make_reader(bob, dovecot, address="overdue@example.test", next_poll_at=now - timedelta(hours=1))
@@ -49,11 +50,17 @@ def test_it_queues_one_poll_per_due_active_reading_mailbox(
     make_reader(bob, dovecot, address="off@example.test", status=Mailbox.Status.DISABLED)
 
     assert poll_tasks.poll_due_mailboxes() == 2
+    assert len(queued) == 3  # one chunk per CHUNK due mailboxes, and one spare
 
-    assert sorted(queued) == sorted([due.pk, overdue.pk])
-    # Claimed: the next beat does not queue them again before their time.
-    assert poll_tasks.poll_due_mailboxes() == 0
-    assert mailboxes_claim_due(now=now + timedelta(seconds=django_settings.MAILBOX_POLL_INTERVAL)) != []
+    # Each chunk claims when it runs (never polled first, then the longest overdue), each once.
+    assert mailboxes_claim_due(now=now, limit=1) == [due.pk]
+    assert mailboxes_claim_due(now=now, limit=1) == [overdue.pk]
+    assert mailboxes_claim_due(now=now, limit=1) == []
+    # Claimed: the next beat queues nothing for them before their time.
+    assert poll_tasks.poll_due_mailboxes() == 0 and len(queued) == 3
+    assert sorted(mailboxes_claim_due(now=now + timedelta(seconds=django_settings.MAILBOX_POLL_INTERVAL))) == sorted(
+        [due.pk, overdue.pk]
+    )
 
 
 @pytest.mark.django_db

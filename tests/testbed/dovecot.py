@@ -106,13 +106,13 @@ protocol imap {{
 }}
 
 # With TLS each session keeps its imap-login process (the TLS proxy): room for the pollers' kept
-# connections (mailboxes/sessions.py, bench/bench_idle.py), past the default of 100.
+# connections (mailboxes/sessions.py; bench/bench_idle.py keeps up to 2 x 1,000), past the default of 100.
 default_client_limit = 5000
 service imap {{
-  process_limit = 1200
+  process_limit = 2500
 }}
 service imap-login {{
-  process_limit = 1200
+  process_limit = 2500
   inet_listener imap {{
     port = {port_imap}
   }}
