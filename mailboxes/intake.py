@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
     from tms.accounts.models import Tenant
 
+    from .prepare import Prepared
+
 logger = logging.getLogger(__name__)
 
 CATEGORIES = ("quote", "pickup", "operations", "other")
@@ -176,11 +178,13 @@ def is_our_message_id(message_id: str) -> bool:
     return OutboundMessage.unscoped.filter(message_id=message_id).exists()
 
 
-def noise_reason(message: InboundMessage, *, ours: frozenset[str] | None = None) -> str | None:
+def noise_reason(message: InboundMessage, *, ours: frozenset[str] | None = None,
+                 detected: tuple[str | None] | None = None) -> str | None:
     """Why the message must never create anything, or None. Cheapest checks first.
 
     ours: the batch's Message-IDs found in the outbound log, looked up once for the whole batch
-    (messages_process); None looks this message's up on its own."""
+    (messages_process); None looks this message's up on its own. detected: classifier.detect_noise
+    of this message's raw bytes when already computed (prepare.py's workers), as a 1-tuple."""
     if ours is not None:
         from . import sending
 
@@ -193,9 +197,12 @@ def noise_reason(message: InboundMessage, *, ours: frozenset[str] | None = None)
     own = {a.lower() for a in (mailbox.email_address, mailbox.from_address) if a}
     if sender and sender in own:
         return "the mailbox owner's own mail"
-    import classifier
+    if detected is not None:
+        reason = detected[0]
+    else:
+        import classifier
 
-    reason = classifier.detect_noise(bytes(message.raw or b""))
+        reason = classifier.detect_noise(bytes(message.raw or b""))
     return str(reason) if reason else None
 
 
@@ -237,7 +244,11 @@ _RELATED = ("mailbox", "mailbox__staff", "tenant")
 _OUTCOME_FIELDS = ["status", "category", "reason", "result", "attempts", "processed_at", "error"]
 
 
-def messages_process(*, message_ids: Sequence[int]) -> dict[int, ProcessOutcome | None]:
+Prepare = Callable[[int], "Prepared | None"]
+
+
+def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = None
+                     ) -> dict[int, ProcessOutcome | None]:
     """Run the intake for a batch of stored messages; {id: outcome} (None: not pending).
 
     The fast path (measured in bench/bench_ingest.py): the whole batch in ONE transaction - one
@@ -255,6 +266,10 @@ def messages_process(*, message_ids: Sequence[int]) -> dict[int, ProcessOutcome 
     message's (the locking SELECT, the UPDATE), the rest go one by one through message_process.
     Keep batches modest (MAILBOX_INTAKE_BATCH): their row locks (the tenant's shipment counter,
     say) are held until the batch commits.
+
+    prepared: message id -> the verdicts computed ahead by prepare.PreparePool's workers (or None:
+    computed here); used only when they were computed from the very bytes stored. The one-by-one
+    fallback computes everything here.
     """
     ids = list(dict.fromkeys(message_ids))
     outcomes: dict[int, ProcessOutcome | None] = dict.fromkeys(ids)
@@ -262,7 +277,7 @@ def messages_process(*, message_ids: Sequence[int]) -> dict[int, ProcessOutcome 
     while len(ids) > 1 and failures < MAX_BATCH_FAILURES:
         current: list[int] = []  # the message being processed when something raises
         try:
-            outcomes.update(_process_batch(ids, current))
+            outcomes.update(_process_batch(ids, current, prepared))
             return outcomes
         except Exception as exc:
             if not current:
@@ -282,7 +297,8 @@ def messages_process(*, message_ids: Sequence[int]) -> dict[int, ProcessOutcome 
 MAX_BATCH_FAILURES = 3
 
 
-def _process_batch(ids: list[int], current: list[int]) -> dict[int, ProcessOutcome | None]:
+def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None = None
+                   ) -> dict[int, ProcessOutcome | None]:
     with transaction.atomic():
         messages = list(
             InboundMessage.unscoped.select_for_update(of=("self",))
@@ -298,7 +314,8 @@ def _process_batch(ids: list[int], current: list[int]) -> dict[int, ProcessOutco
         for message in messages:
             current[:] = [message.pk]
             with log_context(inbound=message.pk):
-                _run_intake(message, ours=ours, save=False, batch=batch)
+                ready = prepared(message.pk) if prepared is not None else None
+                _run_intake(message, ours=ours, save=False, batch=batch, prepared=ready)
         current.clear()
         _batch_flush(batch)
         _outcomes_save(messages)
@@ -331,11 +348,13 @@ def _batch_flush(batch: dict[str, Any]) -> None:
 
 
 def _run_intake(message: InboundMessage, *, ours: frozenset[str] | None = None, save: bool = True,
-                batch: dict[str, Any] | None = None) -> None:
+                batch: dict[str, Any] | None = None, prepared: Prepared | None = None) -> None:
     message.attempts += 1
     message.processed_at = timezone.now()
     message.error = ""
-    reason = noise_reason(message, ours=ours)
+    if prepared is not None and not prepared.fits(message.raw):
+        prepared = None  # computed from other bytes than those stored: not this message's verdict
+    reason = noise_reason(message, ours=ours, detected=(prepared.noise,) if prepared is not None else None)
     if reason:
         message.status = InboundMessage.Status.IGNORED
         message.category = "other"
@@ -344,6 +363,8 @@ def _run_intake(message: InboundMessage, *, ours: frozenset[str] | None = None, 
     else:
         alone = batch is None
         context = IntakeContext(message=message, batch={BATCH_MESSAGES: [message]} if batch is None else batch)
+        if prepared is not None:
+            context.__dict__["classification"] = prepared.classification  # the cached_property's slot
         per_handler: dict[str, Any] = {}
         for path, handler in intake_handlers():
             result = handler(message, context)

@@ -57,6 +57,7 @@ from .intake import (
     messages_process,
 )
 from .models import FolderCursor, InboundMessage, Mailbox
+from .prepare import PreparePool
 from .providers import AuthorizationError, ProviderError
 from .sessions import kept_drop, kept_imap_session
 
@@ -303,6 +304,7 @@ class FolderReader:
         self.archive = ArchiveFolders()
         self.uidvalidity = 0
         self.attempted: set[int] = set()  # one attempt per message per pass
+        self.pool: PreparePool | None = None  # classifies new messages on the other cores (prepare.py)
 
     def run(self, info: dict[bytes, Any] | None = None) -> None:
         """One pass over the folder; `info` is the SELECT response when the caller sent it."""
@@ -334,12 +336,7 @@ class FolderReader:
             else:
                 # "n:*" always matches the highest UID, even when it is below n: filter.
                 uids = sorted(u for u in (int(x) for x in self.client.search(["UID", f"{floor + 1}:*"])) if u > floor)
-        last_uid = floor
-        for batch in _chunks(uids, settings.MAILBOX_FETCH_BATCH):
-            self.store_and_process(batch)
-            last_uid = max(last_uid, batch[-1])
-            self._save_cursor(last_uid, modseq)
-            locks.extend(self.lock, ttl=settings.MAILBOX_POLL_LOCK_TTL)
+        last_uid = self.read(uids, last_uid=floor, modseq=modseq)
         if cursor is None or resync:
             # Older mail outside the window is not ours to import: start after everything there is.
             last_uid = max(last_uid, (uidnext - 1) if uidnext else self._highest_uid())
@@ -349,6 +346,26 @@ class FolderReader:
             self._save_cursor(last_uid, modseq)
         if cursor is None or resync or uids:
             self.repair()
+
+    def read(self, uids: list[int], *, last_uid: int, modseq: int | None) -> int:
+        """Store and process the new UIDs batch by batch, the cursor moved after each; returns the
+        last UID processed."""
+        self.pool = PreparePool.for_pass(new=len(uids), tenant=self.mailbox.tenant)
+        try:
+            # With workers (prepare.py), each batch is stored and handed to them one batch ahead:
+            # they classify it while this process writes the intake of the one before.
+            ahead: list[tuple[list[int], list[int]]] = []
+            for batch in _chunks(uids, settings.MAILBOX_FETCH_BATCH):
+                ahead.append((batch, self.store(batch)))
+                if len(ahead) > (1 if self.pool is not None else 0):
+                    last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
+            while ahead:
+                last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
+        return last_uid
 
     # -- cursor ---------------------------------------------------------------------------------
 
@@ -382,21 +399,34 @@ class FolderReader:
 
     # -- one batch ------------------------------------------------------------------------------
 
+    def _finish(self, uids: list[int], new_ids: list[int], *, last_uid: int, modseq: int | None) -> int:
+        """Process a stored batch, then move the cursor past it; returns the new last UID."""
+        self.process_stored(new_ids)
+        last_uid = max(last_uid, uids[-1])
+        self._save_cursor(last_uid, modseq)
+        locks.extend(self.lock, ttl=settings.MAILBOX_POLL_LOCK_TTL)
+        return last_uid
+
     def store_and_process(self, uids: list[int]) -> None:
-        new_ids = self.store(uids)
+        self.process_stored(self.store(uids))
+
+    def process_stored(self, new_ids: list[int]) -> None:
         self.process(new_ids)
         # The intake transactions above have committed: now, and only now, touch the server.
         self.result.post_processed += messages_post_process(
             client=self.client, mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
             message_ids=new_ids, archive=self.archive,
         )
+        if self.pool is not None:
+            self.pool.forget(new_ids)
 
     def process(self, ids: list[int]) -> None:
         """The intake, MAILBOX_INTAKE_BATCH messages per transaction (intake.messages_process:
         a failing message falls back to a transaction of its own, so it costs no one else)."""
         self.attempted.update(ids)
         for chunk in _chunks(ids, settings.MAILBOX_INTAKE_BATCH):
-            for outcome in messages_process(message_ids=chunk).values():
+            prepared = self.pool.get if self.pool is not None else None
+            for outcome in messages_process(message_ids=chunk, prepared=prepared).values():
                 self.result.count(outcome)
 
     def store(self, uids: list[int]) -> list[int]:
@@ -473,12 +503,17 @@ class FolderReader:
             InboundMessage.unscoped.filter(
                 mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
                 uid__in=[m.uid for m in metas],
-            ).order_by("uid").values_list("pk", "status")
+            ).order_by("uid").values_list("pk", "uid", "status")
         )
         self.result.new += len(inserted)
         self.result.duplicates += len(rows) - len(inserted)
-        new_ids = [pk for pk, status in inserted if status == InboundMessage.Status.RECEIVED]
+        new_ids = [pk for pk, _, status in inserted if status == InboundMessage.Status.RECEIVED]
         self.result.new_ids += new_ids
+        if self.pool is not None and new_ids:
+            # Classified on the other cores while this process writes the intake of the batch before.
+            raw = {row.uid: bytes(row.raw) for row in rows if row.raw is not None}
+            self.pool.submit([(pk, raw[uid]) for pk, uid, status in inserted
+                              if status == InboundMessage.Status.RECEIVED and uid in raw])
         return new_ids
 
 

@@ -1,0 +1,213 @@
+"""Classify a poll's new messages on the other cores while this process writes the database.
+
+The classifier is pure (bytes in, a Classification out: classifier/), so the parse and the
+classification of a message (and the header check for auto-replies, bounces and bulk mail) can run
+in worker processes ahead of the intake, which then finds the verdict ready instead of computing it
+(bench/bench_ingest.py: the intake's database work is the single process's ceiling, the classifier
+about a fifth of its CPU). Nothing here writes or decides anything: the intake
+(intake.messages_process) still runs every message in the main process, in the same transactions,
+with the same guarantees; only where the pure function ran changes.
+
+- A pool is started (fork: no imports to redo) only for a pass with more new messages than one
+  intake batch, when settings.MAILBOX_INTAKE_PROCESSES > 0; its workers load the classifier's
+  place data while this process fetches and stores the first batch.
+- A verdict is used only for the exact bytes it was computed from (the raw message's length and
+  digest are checked), else the intake classifies in-process as before.
+- Any failure of the pool (a worker killed, a pickling error, no answer within
+  PREPARE_TIMEOUT seconds) stops the pool for the rest of the pass and the intake classifies
+  in-process: a bad worker never loses or holds up a message beyond that timeout.
+- Memory stays flat: verdicts are kept for one fetch batch at a time (forget()).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copyreg
+import hashlib
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+PREPARE_TIMEOUT = 120.0  # seconds to wait for one chunk's verdicts before classifying in-process
+CHUNK = 10  # messages per task: small enough that the workers share the first intake batch
+# Bytes handed to the workers and not yet taken back (the raw messages travel to them, the
+# verdicts with their attachments back): over this, or for a message over MESSAGE_MAX_BYTES, the
+# intake classifies in-process, so memory stays bounded whatever the mail.
+PENDING_MAX_BYTES = 64 * 1024 * 1024
+MESSAGE_MAX_BYTES = 2 * 1024 * 1024
+
+
+def _mapping_proxy(data: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(data)
+
+
+# The classifier's results hold read-only mappings (MappingProxyType), which pickle cannot send
+# between processes on its own.
+copyreg.pickle(MappingProxyType, lambda proxy: (_mapping_proxy, (dict(proxy),)))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a worker computed for one message: classifier.detect_noise and classifier.classify."""
+
+    digest: bytes
+    noise: str | None
+    classification: Any
+
+    def fits(self, raw: bytes | memoryview | None) -> bool:
+        return _digest(bytes(raw or b"")) == self.digest
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def _warm_up() -> None:
+    import classifier
+
+    classifier.warm_up()
+
+
+def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any) -> list[tuple[int, Prepared]]:
+    """In a worker: the verdicts of a chunk of messages (the classifier never raises)."""
+    import classifier
+
+    out: list[tuple[int, Prepared]] = []
+    for pk, raw in items:
+        if prefix is None:
+            verdict = classifier.classify(raw)
+        else:
+            verdict = classifier.classify(raw, shipment_prefix=prefix, rules=rules)
+        out.append((pk, Prepared(digest=_digest(raw), noise=classifier.detect_noise(raw), classification=verdict)))
+    return out
+
+
+class PreparePool:
+    """Worker processes classifying stored messages ahead of the intake (see the module docstring).
+
+    submit() the new messages of a fetch batch as soon as they are stored, get(pk) from the intake
+    (it waits for that message's chunk), forget(pks) once they are processed, close() at the end
+    of the pass (or use it as a context manager)."""
+
+    def __init__(self, *, processes: int, tenant: Any) -> None:
+        from .classification import tenant_rules
+
+        self.prefix: str | None = tenant.ref_prefix if tenant is not None else None
+        self.rules = tenant_rules(tenant) if tenant is not None else None
+        self.futures: dict[int, concurrent.futures.Future[list[tuple[int, Prepared]]]] = {}
+        self.ready: dict[int, Prepared] = {}
+        self.pending: dict[int, int] = {}  # message id -> bytes handed to a worker, not taken back
+        self.pending_bytes = 0
+        self.broken = False
+        self.executor: concurrent.futures.ProcessPoolExecutor | None = None
+        try:
+            self.executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=processes, mp_context=multiprocessing.get_context("fork"), initializer=_warm_up,
+            )
+        except Exception:  # no fork here (or no processes allowed): classify in-process
+            logger.warning("intake workers could not be started; classifying in-process", exc_info=True)
+            self.broken = True
+
+    @classmethod
+    def for_pass(cls, *, new: int, tenant: Any) -> PreparePool | None:
+        """A pool when the pass has enough new messages to gain from one, else None."""
+        processes = int(getattr(settings, "MAILBOX_INTAKE_PROCESSES", 0) or 0)
+        if processes <= 0 or new <= settings.MAILBOX_INTAKE_BATCH:
+            return None
+        return cls(processes=processes, tenant=tenant)
+
+    def __enter__(self) -> PreparePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, items: Sequence[tuple[int, bytes]]) -> None:
+        if self.broken or self.executor is None:
+            return
+        room = PENDING_MAX_BYTES - self.pending_bytes
+        kept: list[tuple[int, bytes]] = []
+        for pk, raw in items:
+            if len(raw) <= MESSAGE_MAX_BYTES and len(raw) <= room:
+                kept.append((pk, raw))
+                room -= len(raw)
+        for start in range(0, len(kept), CHUNK):
+            chunk = kept[start:start + CHUNK]
+            try:
+                future = self.executor.submit(_prepare, chunk, self.prefix, self.rules)
+            except Exception:
+                self._break("submitting to the intake workers failed")
+                return
+            for pk, raw in chunk:
+                self.futures[pk] = future
+                self.pending[pk] = len(raw)
+                self.pending_bytes += len(raw)
+
+    def get(self, pk: int) -> Prepared | None:
+        """The verdict of message pk, waiting for its chunk; None: classify it in-process."""
+        found = self.ready.get(pk)
+        if found is not None or self.broken:
+            return found
+        future = self.futures.get(pk)
+        if future is None:
+            return None
+        try:
+            for key, prepared in future.result(timeout=PREPARE_TIMEOUT):
+                self.ready[key] = prepared
+                self.futures.pop(key, None)
+        except Exception:
+            self._break("an intake worker failed")
+            return None
+        return self.ready.get(pk)
+
+    def forget(self, pks: Sequence[int] | None = None) -> None:
+        """Drop what was kept for these messages (processed now), or for all: memory stays flat."""
+        if pks is None:
+            self.ready.clear()
+            for future in self.futures.values():
+                future.cancel()
+            self.futures.clear()
+            self.pending.clear()
+            self.pending_bytes = 0
+            return
+        for pk in pks:
+            self.ready.pop(pk, None)
+            self.futures.pop(pk, None)
+            self.pending_bytes -= self.pending.pop(pk, 0)
+
+    def _break(self, why: str) -> None:
+        logger.warning("%s; the rest of the pass is classified in-process", why, exc_info=True)
+        self.broken = True
+        self.forget()
+        self._stop(kill=True)
+
+    def _stop(self, *, kill: bool) -> None:
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        # Never wait long for a worker: one stuck in a chunk nobody asked for must not hold up the
+        # end of the pass (shutdown(wait=True) would).
+        for process in processes:
+            try:
+                process.join(timeout=0 if kill else 5)
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=5)
+            except Exception:
+                logger.debug("intake worker already gone", exc_info=True)
+
+    def close(self) -> None:
+        self.forget()
+        self._stop(kill=False)
+
+
+__all__ = ["PreparePool", "Prepared"]
