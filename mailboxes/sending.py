@@ -15,10 +15,13 @@ From "<Name> via <Company>" <relay address>, Reply-To the staff member.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.policy
 import io
 import logging
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -414,6 +417,24 @@ def _build(
 # ----------------------------------------------------------------------------- queueing
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a messages_queue() batch: what message_queue() takes per message."""
+
+    to: Sequence[str]
+    subject: str
+    body_text: str
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    body_html: str | None = None
+    attachments: Sequence[Attachment] = ()
+    in_reply_to: str | None = None
+    references: Sequence[str] = ()
+    related: str = ""
+    subject_tag: str | None = None
+    reply_to: str | None = None
+
+
 def message_queue(
     *,
     tenant: Tenant,
@@ -442,7 +463,32 @@ def message_queue(
     mailbox's policy, too many recipients, too large. Nothing is stored then.
     relay=True sends through the system relay whatever the sender has connected (system mail).
     """
-    _no_line_breaks("related", related)
+    message = Outgoing(
+        to=to, cc=cc, bcc=bcc, subject=subject, body_text=body_text, body_html=body_html, attachments=attachments,
+        in_reply_to=in_reply_to, references=references, related=related, subject_tag=subject_tag,
+        reply_to=reply_to,
+    )
+    return messages_queue(tenant=tenant, staff=staff, mailbox=mailbox, messages=[message], from_name=from_name,
+                          relay=relay, enqueue=enqueue)[0]
+
+
+def messages_queue(
+    *,
+    tenant: Tenant,
+    staff: Staff | None = None,
+    mailbox: Mailbox | None = None,
+    messages: Sequence[Outgoing],
+    from_name: str | None = None,
+    relay: bool = False,
+    enqueue: bool = True,
+) -> list[OutboundMessage]:
+    """message_queue() for many messages from one sender (django.core.mail's send_messages, mail
+    merges): the route is chosen and the policy checked once for the batch, the rows stored with
+    one INSERT, and delivery of a batch through a mailbox is one task over one SMTP connection.
+
+    All or nothing: when one message may not go, SendRefused says which ("message 3 of 10: ...")
+    and nothing is stored.
+    """
     if from_name:
         _no_line_breaks("From name", from_name)
     if relay:
@@ -452,13 +498,62 @@ def message_queue(
     else:
         choice = route_choose(tenant=tenant, staff=staff, mailbox=mailbox)
     from_addr, default_reply_to = _from_and_reply_to(choice, tenant=tenant, staff=staff, from_name=from_name)
-    reply_addr = _address("Reply-To", reply_to) if reply_to else default_reply_to
-    built = _build(
-        from_addr=from_addr, reply_to=reply_addr, to=to, cc=cc, bcc=bcc, subject=subject, body_text=body_text,
-        body_html=body_html, attachments=attachments, in_reply_to=in_reply_to, references=references,
-        subject_tag=subject_tag,
-    )
     limits = choice.limits
+    built: list[_Built] = []
+    for index, message in enumerate(messages):
+        try:
+            built.append(_build_limited(message, from_addr=from_addr, default_reply_to=default_reply_to,
+                                        limits=limits))
+        except SendRefused as exc:
+            if len(messages) == 1:
+                raise
+            raise SendRefused(f"message {index + 1} of {len(messages)}: {exc}") from None
+    if choice.mailbox is not None:
+        # One check for the batch: each distinct recipient once.
+        recipients = list(dict.fromkeys(address for b in built for address in b.envelope_to))
+        policy_check(mailbox=choice.mailbox, tenant=tenant, recipients=recipients)
+
+    rows = [
+        OutboundMessage(
+            tenant=tenant,
+            mailbox=choice.mailbox,
+            staff=staff,
+            route=choice.kind,
+            via_relay=choice.kind == Route.RELAY,
+            from_address=b.from_header,
+            recipients=b.envelope_to,
+            subject=b.subject,
+            message_id=b.message_id,
+            in_reply_to=(message.in_reply_to or "").strip(),
+            references=" ".join(b.references),
+            raw=b.raw,
+            related=message.related,
+        )
+        for message, b in zip(messages, built, strict=True)
+    ]
+    rows = OutboundMessage.objects.for_tenant(tenant).bulk_create(rows, batch_size=500)
+    for row in rows:
+        log.info("outbound %s queued via %s (%d recipients)", row.pk, choice.kind, len(row.recipients))
+    if enqueue and rows:
+        ids = [row.pk for row in rows]
+        if len(ids) > 1 and choice.kind == Route.MAILBOX and choice.mailbox is not None:
+            mailbox_id = choice.mailbox.pk
+            transaction.on_commit(lambda: mailbox_enqueue(mailbox_id))
+        else:
+            transaction.on_commit(lambda: _enqueue_each(ids))
+    return rows
+
+
+def _build_limited(message: Outgoing, *, from_addr: Address, default_reply_to: Address | None,
+                   limits: Limits) -> _Built:
+    _no_line_breaks("related", message.related)
+    reply_addr = _address("Reply-To", message.reply_to) if message.reply_to else default_reply_to
+    built = _build(
+        from_addr=from_addr, reply_to=reply_addr, to=message.to, cc=message.cc, bcc=message.bcc,
+        subject=message.subject, body_text=message.body_text, body_html=message.body_html,
+        attachments=message.attachments, in_reply_to=message.in_reply_to, references=message.references,
+        subject_tag=message.subject_tag,
+    )
     if limits.recipients_per_message and len(built.envelope_to) > limits.recipients_per_message:
         raise SendRefused(
             f"{len(built.envelope_to)} recipients; this mailbox takes at most {limits.recipients_per_message} "
@@ -469,28 +564,18 @@ def message_queue(
             f"the message is {len(built.raw) / 1048576:.1f} MB; this mailbox sends at most "
             f"{limits.max_message_bytes / 1048576:.0f} MB (attachments included)"
         )
-    if choice.mailbox is not None:
-        policy_check(mailbox=choice.mailbox, tenant=tenant, recipients=built.envelope_to)
+    return built
 
-    outbound: OutboundMessage = OutboundMessage.objects.for_tenant(tenant).create(
-        mailbox=choice.mailbox,
-        staff=staff,
-        route=choice.kind,
-        via_relay=choice.kind == Route.RELAY,
-        from_address=built.from_header,
-        recipients=built.envelope_to,
-        subject=built.subject,
-        message_id=built.message_id,
-        in_reply_to=(in_reply_to or "").strip(),
-        references=" ".join(built.references),
-        raw=built.raw,
-        related=related,
-    )
-    log.info("outbound %s queued via %s (%d recipients)", outbound.pk, choice.kind, len(built.envelope_to))
-    if enqueue:
-        outbound_id = outbound.pk
-        transaction.on_commit(lambda: outbound_enqueue(outbound_id))
-    return outbound
+
+def _enqueue_each(outbound_ids: Sequence[int]) -> None:
+    for outbound_id in outbound_ids:
+        outbound_enqueue(outbound_id)
+
+
+def mailbox_enqueue(mailbox_id: int) -> None:
+    from .tasks.send import mailbox_deliver_queued
+
+    mailbox_deliver_queued.delay(mailbox_id)
 
 
 def outbound_enqueue(outbound_id: int, countdown: float | None = None) -> None:
@@ -596,31 +681,64 @@ def _envelope_from(choice: RouteChoice) -> str:
 
 def _submit_all(choice: RouteChoice, messages: Sequence[tuple[list[str], bytes]]) -> list[_Outcome]:
     """Submit the messages over one connection; one outcome each, in order."""
-    try:
-        endpoint, auth = _smtp_login_details(choice)
-    except AuthorizationError as exc:
-        return [_Outcome("auth", exc.message)] * len(messages)
-    except ProviderError as exc:
-        kind = "permanent" if exc.permanent else "temporary"
-        return [_Outcome(kind, f"{exc.stage}: {exc.message}")] * len(messages)
-    return asyncio.run(_submit(endpoint, auth, _envelope_from(choice), messages))
+    with _Submission(choice) as submission:
+        return submission.send(messages)
 
 
-async def _submit(
-    endpoint: Endpoint, auth: SmtpAuth, sender: str, messages: Sequence[tuple[list[str], bytes]]
-) -> list[_Outcome]:
-    from .connections import smtp_open
+class _Submission:
+    """One SMTP connection for a batch, driven chunk by chunk from synchronous code.
 
-    try:
-        smtp = await smtp_open(endpoint, username=auth.username or None, password=auth.password,
+    It runs on an event loop of its own that runs only inside send(): between two chunks the
+    caller writes the outcomes to the database (Django refuses ORM calls while a loop runs in the
+    thread), so a worker that dies mid-batch leaves only its last chunk SENDING, not the batch.
+    Once the connection is lost, every later message is "untried".
+    """
+
+    def __init__(self, choice: RouteChoice) -> None:
+        self.choice = choice
+        self.loop = asyncio.new_event_loop()
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.failure: _Outcome | None = None  # the connection could not be opened, or was lost
+
+    def __enter__(self) -> _Submission:
+        try:
+            endpoint, auth = _smtp_login_details(self.choice)
+        except AuthorizationError as exc:
+            self.failure = _Outcome("auth", exc.message)
+            return self
+        except ProviderError as exc:
+            self.failure = _Outcome("permanent" if exc.permanent else "temporary", f"{exc.stage}: {exc.message}")
+            return self
+        try:
+            self.smtp = self.loop.run_until_complete(self._open(endpoint, auth))
+        except AuthorizationError as exc:
+            self.failure = _Outcome("auth", exc.message)
+        except ProviderError as exc:
+            self.failure = _Outcome("permanent" if exc.permanent else "temporary", f"{exc.stage}: {exc.message}")
+        except BaseException:
+            self.loop.close()
+            raise
+        return self
+
+    @staticmethod
+    async def _open(endpoint: Endpoint, auth: SmtpAuth) -> aiosmtplib.SMTP:
+        from .connections import smtp_open
+
+        return await smtp_open(endpoint, username=auth.username or None, password=auth.password,
                                access_token=auth.access_token)
-    except AuthorizationError as exc:
-        return [_Outcome("auth", exc.message)] * len(messages)
-    except ProviderError as exc:
-        kind = "permanent" if exc.permanent else "temporary"
-        return [_Outcome(kind, f"{exc.stage}: {exc.message}")] * len(messages)
-    outcomes: list[_Outcome] = []
-    try:
+
+    def send(self, messages: Sequence[tuple[list[str], bytes]]) -> list[_Outcome]:
+        """One outcome per message, in order."""
+        if self.failure is not None:
+            lost = self.smtp is not None  # opened, then lost: the rest were never tried
+            return [_Outcome("untried", "not attempted: the connection was lost") if lost else self.failure] * len(
+                messages)
+        return self.loop.run_until_complete(self._send(messages))
+
+    async def _send(self, messages: Sequence[tuple[list[str], bytes]]) -> list[_Outcome]:
+        assert self.smtp is not None
+        smtp, sender = self.smtp, _envelope_from(self.choice)
+        outcomes: list[_Outcome] = []
         for recipients, raw in messages:
             try:
                 refused, _ = await smtp.sendmail(sender, recipients, raw)
@@ -630,24 +748,38 @@ async def _submit(
                 outcomes.append(_Outcome("permanent" if all(c >= 500 for c in codes) else "temporary", text))
             except aiosmtplib.SMTPServerDisconnected as exc:
                 outcomes.append(_Outcome("temporary", f"connection lost: {exc}"))
+                self.failure = outcomes[-1]
                 break
             except aiosmtplib.SMTPResponseException as exc:
                 kind = "permanent" if exc.code >= 500 else "temporary"
                 outcomes.append(_Outcome(kind, f"{exc.code} {exc.message}"))
             except (aiosmtplib.SMTPException, OSError) as exc:
                 outcomes.append(_Outcome("temporary", f"{exc.__class__.__name__}: {exc}"))
+                self.failure = outcomes[-1]
                 break
             else:
                 note = "; ".join(f"{rcpt} refused: {resp.code} {resp.message}" for rcpt, resp in refused.items())
                 outcomes.append(_Outcome("sent", note))
-    finally:
+        while len(outcomes) < len(messages):
+            outcomes.append(_Outcome("untried", "not attempted: the connection was lost"))
+        return outcomes
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.smtp is not None:
+                self.loop.run_until_complete(self._quit(self.smtp))
+        finally:
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
         try:
             await smtp.quit()
         except (aiosmtplib.SMTPException, OSError):
             smtp.close()
-    while len(outcomes) < len(messages):
-        outcomes.append(_Outcome("untried", "not attempted: the connection was lost"))
-    return outcomes
 
 
 # ----------------------------------------------------------------------------- delivery
@@ -682,11 +814,36 @@ def _backoff(attempts: int) -> float:
     return float(min(settings.OUTBOUND_RETRY_SECONDS * 2 ** max(attempts - 1, 0), 3600))
 
 
+_CLAIM_CHUNK = 1000
+
+
 def _claim(ids: Iterable[int], clock: Clock) -> list[int]:
-    """QUEUED -> SENDING, one conditional UPDATE per row: whoever updates the row sends it."""
+    """QUEUED -> SENDING with a conditional UPDATE: whoever updates the row sends it.
+
+    On PostgreSQL one UPDATE ... RETURNING per 1,000 rows (was one UPDATE per row). The subquery
+    locks the rows in id order, so two claimers of overlapping batches wait rather than deadlock,
+    and one that waited re-checks the status (READ COMMITTED) and skips what the other claimed.
+    """
     now = _now(clock)
+    ids = list(ids)
+    if not ids:
+        return []
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(OutboundMessage._meta.db_table)
+        claimed: list[int] = []
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), _CLAIM_CHUNK):
+                cursor.execute(
+                    f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # noqa: S608
+                    f"WHERE id IN (SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s "
+                    "AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY id FOR UPDATE) "
+                    "RETURNING id",
+                    [Status.SENDING, now, ids[start:start + _CLAIM_CHUNK], Status.QUEUED, now],
+                )
+                claimed.extend(row[0] for row in cursor.fetchall())
+        return sorted(claimed)
     claimed = []
-    for pk in ids:
+    for pk in ids:  # other databases (SQLite for the demo): one conditional UPDATE per row
         updated = (
             OutboundMessage.unscoped.filter(pk=pk, status=Status.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
@@ -809,17 +966,92 @@ def _deliver_group(rows: list[OutboundMessage], clock: Clock) -> dict[int, Deliv
             _requeue(row.pk, wait=5.0, clock=clock)
             results[row.pk] = DeliveryResult(Status.QUEUED, retry_in=5.0)
         return results
+    sent: list[OutboundMessage] = []
+    copier: _SentCopier | None = None
     try:
-        outcomes = _submit_all(choice, [(list(r.recipients), bytes(r.raw or b"")) for r in ready])
+        with _Submission(choice) as submission:
+            index = 0
+            while index < len(ready):
+                # Outcomes are written every _SEND_CHUNK messages; once the connection failed, the
+                # rest in one go (they all get the same outcome).
+                size = _SEND_CHUNK if submission.failure is None else len(ready)
+                chunk = ready[index:index + size]
+                index += len(chunk)
+                outcomes = submission.send([(list(r.recipients), bytes(r.raw or b"")) for r in chunk])
+                chunk_sent = _record(choice, chunk, outcomes, clock, results)
+                sent += chunk_sent
+                pending = [r for r in chunk_sent if r.sent_copy_pending]
+                if pending and choice.mailbox is not None:
+                    # The Sent copies of this chunk are filed while the next chunk is submitted.
+                    copier = copier or _SentCopier(choice.mailbox)
+                    copier.add(pending)
     finally:
         throttle.slot_release(choice.throttle_key, slot)
+        fallback = copier.finish(sent) if copier is not None else False
 
-    sent = _record(choice, ready, outcomes, clock, results)
-    if choice.mailbox is not None and any(r.sent_copy_pending for r in sent):
+    if fallback and choice.mailbox is not None:
+        # No MULTIAPPEND on this server: one APPEND per message.
         sent_copies_file(mailbox=choice.mailbox, outbound_ids=[r.pk for r in sent if r.sent_copy_pending])
-    for row in sent:
-        _after_send(row)
+    _after_send(sent)
     return results
+
+
+class _SentCopier:
+    """Files the Sent copies of a batch on an IMAP session in a thread of its own, one MULTIAPPEND
+    (RFC 3502) per chunk, while the main thread goes on submitting over SMTP: most of a copy's cost
+    is the IMAP server storing it, which then overlaps the SMTP exchange.
+
+    The thread only talks IMAP; finish() marks the filed copies in the caller's thread, so the
+    thread never waits on a row lock of the caller's transaction. A crash in between leaves them
+    pending, and the sweep files them after searching the folder first.
+    """
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.jobs: queue.SimpleQueue[list[tuple[int, bytes, datetime | None]] | None] = queue.SimpleQueue()
+        self.filed: list[int] = []
+        self.fallback = False  # the server has no MULTIAPPEND: the caller files them one by one
+        context = contextvars.copy_context()  # the log context (tenant, mailbox) of the caller
+        self.thread = threading.Thread(target=context.run, args=(self._run,), name="sent-copies", daemon=True)
+        self.thread.start()
+
+    def add(self, rows: Sequence[OutboundMessage]) -> None:
+        self.jobs.put([(row.pk, bytes(row.raw or b""), row.sent_at) for row in rows])
+
+    def finish(self, sent: Sequence[OutboundMessage]) -> bool:
+        """Wait for the copies queued so far and mark them filed (one UPDATE); True when the server
+        has no MULTIAPPEND and the caller is to file them one by one."""
+        self.jobs.put(None)
+        self.thread.join()
+        if self.filed:
+            OutboundMessage.unscoped.filter(pk__in=self.filed).update(sent_copy_pending=False)
+            filed = set(self.filed)
+            for row in sent:
+                if row.pk in filed:
+                    row.sent_copy_pending = False
+        return self.fallback
+
+    def _run(self) -> None:
+        from imapclient.imapclient import SEEN
+
+        from .connections import imap_session
+
+        try:
+            with imap_session(self.mailbox) as client:
+                if not client.has_capability("MULTIAPPEND"):
+                    self.fallback = True
+                    return
+                folder = _sent_folder(client, self.mailbox)
+                while (job := self.jobs.get()) is not None:
+                    client.multiappend(folder, [{"msg": raw, "flags": (SEEN,), "date": at} for _, raw, at in job])
+                    self.filed.extend(pk for pk, _, _ in job)
+        except ProviderError as exc:
+            log.warning("mailbox %s: sent copies not filed yet (%s: %s)", self.mailbox.pk, exc.stage, exc.message)
+        except Exception:
+            log.exception("mailbox %s: sent copies not filed yet", self.mailbox.pk)
+
+
+_SEND_CHUNK = 100
 
 
 def _reserve(
@@ -853,13 +1085,11 @@ def _record(
         and choice.mailbox is not None
         and not get_provider(choice.mailbox.provider).files_sent_copy
     )
+    now = _now(clock)
+    sent_by_note: dict[str, list[int]] = {}
     for row, outcome in zip(rows, outcomes, strict=True):
         if outcome.kind == "sent":
-            now = _now(clock)
-            OutboundMessage.unscoped.filter(pk=row.pk, status=Status.SENDING).update(
-                status=Status.SENT, sent_at=now, last_error=outcome.text[:2000], next_attempt_at=None,
-                sent_copy_pending=copy_pending,
-            )
+            sent_by_note.setdefault(outcome.text[:2000], []).append(row.pk)
             row.status, row.sent_at, row.sent_copy_pending = Status.SENT, now, copy_pending
             sent.append(row)
             results[row.pk] = DeliveryResult(Status.SENT, error=outcome.text)
@@ -884,19 +1114,24 @@ def _record(
             results[row.pk] = DeliveryResult(Status.QUEUED, retry_in=wait, error=outcome.text)
             log.info("outbound %s: temporary failure, retry in %.0f s: %s", row.pk, wait, outcome.text[:300])
             metrics.outbound_retried()
+    for note, ids in sent_by_note.items():  # one UPDATE for the chunk's sent rows (per refusal note)
+        OutboundMessage.unscoped.filter(pk__in=ids, status=Status.SENDING).update(
+            status=Status.SENT, sent_at=now, last_error=note, next_attempt_at=None, sent_copy_pending=copy_pending,
+        )
     if auth_failure:
         _mark_needs_reauthorization(choice, auth_failure)
     return sent
 
 
-def _after_send(outbound: OutboundMessage) -> None:
-    from .webhooks import webhook_queue
+def _after_send(sent: Sequence[OutboundMessage]) -> None:
+    from .webhooks import webhooks_queue
 
-    try:
-        message_sent.send(sender=OutboundMessage, outbound=outbound)
-    except Exception:
-        log.exception("outbound %s: a message_sent receiver failed", outbound.pk)
-    webhook_queue(outbound=outbound, event="message.sent")
+    for outbound in sent:
+        try:
+            message_sent.send(sender=OutboundMessage, outbound=outbound)
+        except Exception:
+            log.exception("outbound %s: a message_sent receiver failed", outbound.pk)
+    webhooks_queue(outbounds=sent, event="message.sent")
 
 
 # ----------------------------------------------------------------------------- Sent folder

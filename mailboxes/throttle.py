@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 MINUTE = 60.0
 DAY = 86400.0
+UNLIMITED = "unlimited:"  # a slot token without a limit: nothing stored, nothing to release
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class DatabaseThrottle(Throttle):
     def slot_acquire(self, key: str, limit: int | None, *, ttl: float = 900.0) -> str | None:
         token = uuid.uuid4().hex
         if not limit:
-            return token
+            return UNLIMITED + token
         now = self.clock()
         with transaction.atomic():
             lock = self._locked(f"slots:{key}")
@@ -165,6 +166,8 @@ class DatabaseThrottle(Throttle):
         return token
 
     def slot_release(self, key: str, token: str) -> None:
+        if token.startswith(UNLIMITED):
+            return
         with transaction.atomic():
             lock = self._locked(f"slots:{key}")
             slots = dict(lock.slots)
@@ -205,7 +208,7 @@ class RedisThrottle(Throttle):
     def slot_acquire(self, key: str, limit: int | None, *, ttl: float = 900.0) -> str | None:
         token = uuid.uuid4().hex
         if not limit:
-            return token
+            return UNLIMITED + token
         now = self.clock()
         name = f"tms:slots:{key}"
         with self._lock(f"slots:{key}"):
@@ -221,6 +224,8 @@ class RedisThrottle(Throttle):
         return token
 
     def slot_release(self, key: str, token: str) -> None:
+        if token.startswith(UNLIMITED):
+            return
         self.redis.hdel(f"tms:slots:{key}", token)
 
 

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,11 +98,27 @@ def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
 
 def webhook_queue(*, outbound: OutboundMessage, event: str) -> None:
     """Enqueue the webhook call after commit, when the tenant has an active webhook."""
-    if not TenantWebhook.unscoped.filter(tenant_id=outbound.tenant_id, active=True).exists():
+    webhooks_queue(outbounds=[outbound], event=event)
+
+
+def webhooks_queue(*, outbounds: Sequence[OutboundMessage], event: str) -> None:
+    """webhook_queue for many messages: one query per tenant, not per message (a sent batch)."""
+    tenant_ids = {outbound.tenant_id for outbound in outbounds}
+    if not tenant_ids:
         return
+    hooked = set(
+        TenantWebhook.unscoped.filter(tenant_id__in=tenant_ids, active=True).values_list("tenant_id", flat=True)
+    )
+    if not hooked:
+        return
+    for outbound in outbounds:
+        if outbound.tenant_id in hooked:
+            _enqueue_after_commit(outbound.pk, event)
+
+
+def _enqueue_after_commit(outbound_id: int, event: str) -> None:
     from .tasks.send import webhook_deliver
 
-    outbound_id = outbound.pk
     transaction.on_commit(lambda: webhook_deliver.delay(outbound_id, event))
 
 

@@ -39,8 +39,18 @@ def outbound_deliver(outbound_id: int) -> str:
     time_limit=settings.CELERY_TASK_TIME_LIMIT,
 )
 def mailbox_deliver_queued(mailbox_id: int) -> int:
-    """Everything due for one mailbox over one SMTP connection."""
-    return len(sending.mailbox_deliver_queued(mailbox_id=mailbox_id))
+    """Everything due for one mailbox, 100 messages per SMTP connection, until nothing is due (a
+    messages_queue() batch; at most MAX_PASSES passes, the sweep takes what is left)."""
+    delivered = 0
+    for _ in range(MAX_PASSES):
+        results = sending.mailbox_deliver_queued(mailbox_id=mailbox_id)
+        if not results:
+            break
+        delivered += len(results)
+    return delivered
+
+
+MAX_PASSES = 50
 
 
 @shared_task(name="mailboxes.outbound_sweep", ignore_result=True, soft_time_limit=240, time_limit=300)

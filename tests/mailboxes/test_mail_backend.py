@@ -68,3 +68,24 @@ def test_a_refused_message_raises_unless_fail_silently(send_settings: Any) -> No
         message.send()
     assert EmailMultiAlternatives("s", "b", None, ["x@example.test"],
                                   connection=get_connection(BACKEND, fail_silently=True)).send() == 0
+
+
+def test_send_messages_from_one_staff_member_is_one_batch_and_a_refused_one_fails_alone(
+    send_settings: Any, bob: Staff, django_capture_on_commit_callbacks: Any
+) -> None:
+    mailbox = make_mailbox(bob, "bob.batch@example.test", is_default=True)
+    backend = get_connection(BACKEND, fail_silently=True)
+
+    def message(subject: str) -> EmailMultiAlternatives:
+        return EmailMultiAlternatives(subject, "Plain text", "Bob <bob@acme.test>", ["c@example.test"])
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert backend.send_messages([message(f"Quote {i}") for i in range(3)]) == 3
+    assert len(callbacks) == 1  # one delivery task for the batch (one SMTP connection)
+    assert sorted(OutboundMessage.objects.for_tenant(bob.tenant).values_list("subject", flat=True)) == [
+        "Quote 0", "Quote 1", "Quote 2"]
+    assert {o.mailbox_id for o in OutboundMessage.objects.for_tenant(bob.tenant)} == {mailbox.pk}
+
+    with django_capture_on_commit_callbacks(execute=False):
+        assert backend.send_messages([message("Quote 3"), message("Bad\nBcc: x@example.test"), message("Quote 4")]) == 2
+    assert OutboundMessage.objects.for_tenant(bob.tenant).filter(subject__in=["Quote 3", "Quote 4"]).count() == 2

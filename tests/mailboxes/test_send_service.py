@@ -428,3 +428,78 @@ def test_the_send_test_button_uses_the_service(send_settings: Any, bob: Staff, d
     assert "sent" in text
     got = smtp_server.wait_for(lambda m: m.rcpt_tos == ("bob@acme.test",))
     assert got.message_id in sent_folder_message_ids(dovecot, mailbox.email_address)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def _batch(count: int, **kwargs: Any) -> list[sending.Outgoing]:
+    return [sending.Outgoing(to=[f"carrier{i}@example.test"], subject=f"Load {i}", body_text=f"Message {i}\n", **kwargs)
+            for i in range(count)]
+
+
+def test_it_queues_a_batch_with_one_insert_and_delivers_it_with_as_many_queries_for_30_as_for_3(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    counts = []
+    message_ids: list[str] = []
+    for size in (1, 3, 30):  # the first, to compare the two others in the steady state
+        with CaptureQueriesContext(connection) as queued:
+            rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(size),
+                                          enqueue=False)
+        assert [q["sql"].split()[0] for q in queued.captured_queries] == ["INSERT"]
+        with CaptureQueriesContext(connection) as delivered:
+            results = sending.mailbox_deliver_queued(mailbox_id=mailbox.pk)
+        assert [r.status for r in results.values()] == [Status.SENT] * size
+        counts.append(len(delivered.captured_queries))
+        message_ids += [row.message_id for row in rows]
+
+    assert counts[1] == counts[2]
+    assert not OutboundMessage.unscoped.filter(mailbox=mailbox).exclude(status=Status.SENT).exists()
+    assert not OutboundMessage.unscoped.filter(mailbox=mailbox, sent_copy_pending=True).exists()
+    assert sorted(sent_folder_message_ids(dovecot, mailbox.email_address)) == sorted(message_ids)
+    assert sorted(m.message_id for m in smtp_server.messages if m.message_id in message_ids) == sorted(message_ids)
+
+
+def test_a_batch_is_all_or_nothing_and_says_which_message_was_refused(send_settings: Any, bob: Staff) -> None:
+    mailbox = make_mailbox(bob, new_address(), recipient_exclude_regex=r"@competitor\.test$")
+    messages = _batch(3)
+    with pytest.raises(sending.SendRefused, match=r"message 2 of 3: Subject contains a line break"):
+        sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, enqueue=False,
+                               messages=[messages[0], sending.Outgoing(to=["a@example.test"], subject="x\nBcc: y",
+                                                                       body_text="b"), messages[2]])
+    with pytest.raises(sending.SendRefused, match=r"spy@competitor\.test is excluded"):
+        sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, enqueue=False,
+                               messages=[*messages, sending.Outgoing(to=["spy@competitor.test"], subject="s",
+                                                                     body_text="b")])
+    assert not OutboundMessage.objects.for_tenant(bob.tenant).exists()
+
+
+def test_a_queued_batch_is_one_delivery_task_over_one_connection(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    send_settings.CELERY_TASK_ALWAYS_EAGER = True
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(4))
+    assert len(callbacks) == 1
+    assert {r.status for r in OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows])} == {Status.SENT}
+    assert len([m for m in smtp_server.messages if m.auth_user == mailbox.email_address]) == 4
+
+
+def test_a_claim_takes_each_due_row_once(send_settings: Any, bob: Staff) -> None:
+    clock = FakeClock()
+    mailbox = make_mailbox(bob, new_address())
+    rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(4), enqueue=False)
+    later = sending._now(clock) + timedelta(minutes=5)
+    OutboundMessage.unscoped.filter(pk=rows[3].pk).update(next_attempt_at=later)
+    ids = [r.pk for r in rows]
+
+    assert sending._claim(ids, clock) == ids[:3]
+    assert sending._claim(ids, clock) == []  # a second worker, or the same task run twice
+    assert sorted(OutboundMessage.unscoped.filter(pk__in=ids).values_list("status", "attempts")) == [
+        (Status.QUEUED, 0), (Status.SENDING, 1), (Status.SENDING, 1), (Status.SENDING, 1)]
