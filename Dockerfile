@@ -38,6 +38,6 @@ USER tms
 VOLUME ["/data/media"]
 EXPOSE 8000
 
-# The web service; the worker, beat and idle services give their own command.
-# gunicorn reads WEB_CONCURRENCY (worker processes) and GUNICORN_CMD_ARGS from the environment.
-CMD ["gunicorn", "tms.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--forwarded-allow-ips", "*", "--timeout", "60"]
+# The web service; the worker, beat and idle services give their own command. Its settings (port 8000,
+# sync workers, WEB_CONCURRENCY processes, default 2 per CPU) are in tms/gunicorn_conf.py.
+CMD ["gunicorn", "tms.wsgi:application", "--config", "tms/gunicorn_conf.py"]

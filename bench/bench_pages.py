@@ -3,11 +3,13 @@
     .venv/bin/python -m bench pages [--quick]
 
 Data: a tenant with 1,000 shipments (shipments.services.shipment_create, as the app makes them)
-and a staff member with 1,000 mailboxes; a second tenant with 10 of each.
+and a staff member with 1,000 mailboxes; a second tenant with 10 of each. Both lists show 50 rows a
+page with a pager (the mailbox list showed all of them at once before).
 
 - SQL queries per page: django.test.Client (logged in) under CaptureQueriesContext, 10 rows vs
   1,000 rows. Constant means the page does not query per row.
-- Latency: gunicorn (tms.wsgi, 4 sync workers, DEBUG off) on loopback; wrk (Debian package,
+- Latency: gunicorn with the production configuration (tms/gunicorn_conf.py: sync workers, 2 per
+  CPU, access log; only the address differs), DEBUG off, on loopback; wrk (Debian package,
   installed when missing) in another process, 2 threads, 50 connections, the logged-in session
   cookie, for D seconds per page; p50/p95/p99 from wrk's own latency histogram. The baseline is
   a logged-in list page with no rows (/customers/: the tenant has none) under the same load: the
@@ -31,6 +33,7 @@ from bench.common import ROOT, App, Options, Table, Testbed, ensure_wrk, ratio, 
 
 PAGES = {"shipment list": "/shipments/", "mailbox list (profile)": "/profile/"}
 BASELINE = ("floor: /customers/ with 0 rows", "/customers/")
+SERVER = f"tms/gunicorn_conf.py ({2 * (os.cpu_count() or 1)} sync workers)"
 
 LUA = """
 done = function(summary, latency, requests)
@@ -93,9 +96,9 @@ class Gunicorn:
         self.port = port
         self.log = app.log("pages-gunicorn")
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "gunicorn"), "tms.wsgi", "--workers", "4", "--bind", f"127.0.0.1:{port}",
-             "--log-level", "warning"],
-            env={**app.env, "LOG_LEVEL": "WARNING"}, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
+            [str(ROOT / ".venv" / "bin" / "gunicorn"), "tms.wsgi:application", "--config", "tms/gunicorn_conf.py",
+             "--bind", f"127.0.0.1:{port}"],
+            env=app.env, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -157,8 +160,10 @@ def run(app: App, opts: Options) -> dict[str, Any]:
         for name, path in [BASELINE, *PAGES.items()]:
             body = urllib.request.urlopen(
                 urllib.request.Request(base + path, headers={"Cookie": f"sessionid={cookie}"}), timeout=30).read()
-            if path == "/shipments/" and b"SHP-" not in body:
-                raise RuntimeError("the shipment list shows no shipment: not logged in?")
+            if path == "/shipments/" and body.count(b'<tr data-number="SHP-') != 50:
+                raise RuntimeError("the shipment list does not show a page of 50 shipments: not logged in?")
+            if path == "/profile/" and body.count(b"<tr data-mailbox=") != 50:
+                raise RuntimeError("the mailbox list does not show a page of 50 mailboxes: not logged in?")
             # One client first: the service time of the page, without queueing.
             single[name] = wrk(binary, base + path, cookie, max(2, seconds // 2), str(script), connections=1)
             latency[name] = wrk(binary, base + path, cookie, seconds, str(script))
@@ -169,7 +174,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
     finally:
         server.stop()
     floor = latency[BASELINE[0]]
-    table = Table(f"Pages: 50 concurrent clients, {seconds} s each, gunicorn 4 workers (ratio = page p95 / floor p95)",
+    table = Table(f"Pages: 50 concurrent clients, {seconds} s each, gunicorn {SERVER} (ratio = page p95 / floor p95)",
                   ["page", "SQL queries (10 rows)", "SQL queries (1,000 rows)", "1 client p50 ms", "requests/s",
                    "p50 ms", "p95 ms", "p99 ms", "p95 / floor"])
     table.add(BASELINE[0], "-", "-", single[BASELINE[0]]["p50_ms"], floor["per_second"], floor["p50_ms"],
@@ -179,7 +184,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
         table.add(name, counts[name]["10 rows"], counts[name]["1,000 rows"], single[name]["p50_ms"], row["per_second"],
                   row["p50_ms"], row["p95_ms"], row["p99_ms"], f"{ratio(row['p95_ms'], floor['p95_ms']):.1f}x")
     table.print()
-    result = write_result("pages", {"seconds_per_page": seconds, "connections": 50, "server": "gunicorn 4 sync workers",
+    result = write_result("pages", {"seconds_per_page": seconds, "connections": 50, "server": f"gunicorn {SERVER}",
                                   "queries": counts, "latency": latency, "one_client": single,
                                   "table": table.render()})
     return {"table": table.render(), "json": str(result)}

@@ -6,21 +6,19 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from .models import Mailbox
+from .selectors import mailboxes_needing_reconnect
 
 
 def mailbox_alerts(request: HttpRequest) -> dict[str, Any]:
     """The logged-in staff member's mailboxes that need reconnecting, for the banner on every page.
 
-    Lazy: the query runs only when a template renders the banner."""
+    Lazy: the query runs only when a template renders the banner (base.html; the profile shows its
+    own banners and does not)."""
     staff = getattr(request, "staff", None)
     if staff is None:
         return {}
 
     def load() -> list[Mailbox]:
-        return list(
-            Mailbox.objects.for_tenant(staff.tenant)
-            .filter(staff=staff, status=Mailbox.Status.NEEDS_REAUTHORIZATION)
-            .only("public_id", "email_address")
-        )
+        return list(mailboxes_needing_reconnect(staff=staff))
 
     return {"mailboxes_needing_reconnect": SimpleLazyObject(load)}

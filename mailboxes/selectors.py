@@ -18,6 +18,12 @@ def mailboxes_of_staff(*, staff: Staff) -> QuerySet[Mailbox]:
             .order_by("-is_default", "email_address"))
 
 
+def mailboxes_needing_reconnect(*, staff: Staff) -> QuerySet[Mailbox]:
+    """The staff member's mailboxes that TMS can no longer sign in to (the reconnect banners)."""
+    return (mailboxes_of_staff(staff=staff).filter(status=Mailbox.Status.NEEDS_REAUTHORIZATION)
+            .only("public_id", "email_address", "last_error"))
+
+
 def mailbox_of_staff(*, staff: Staff, public_id: Any) -> Mailbox | None:
     """One of the staff member's own mailboxes by public id; None for anyone else's (the caller 404s)."""
     try:

@@ -24,11 +24,12 @@ class ShipmentFilterForm(forms.Form):
     customer = forms.ChoiceField(required=False, choices=[("", "Any customer")])
     mine = forms.BooleanField(required=False, label="Assigned to me")
 
-    def __init__(self, *args: Any, customers: list[Customer], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, customers: list[tuple[str, str]], **kwargs: Any) -> None:
+        """`customers`: (public id, name) pairs (selectors.customer_choices)."""
         super().__init__(*args, **kwargs)
         customer = self.fields["customer"]
         assert isinstance(customer, forms.ChoiceField)
-        customer.choices = [("", "Any customer"), *((str(c.public_id), c.name) for c in customers)]
+        customer.choices = [("", "Any customer"), *customers]
 
 
 class ShipmentForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -53,8 +53,7 @@ def _customer_or_404(request: HttpRequest, id: Any) -> Customer:
 @staff_required
 def shipment_list(request: HttpRequest) -> HttpResponse:
     tenant = _tenant(request)
-    customers = list(selectors.customer_list(tenant=tenant).only("public_id", "name"))
-    form = ShipmentFilterForm(request.GET or None, customers=customers)
+    form = ShipmentFilterForm(request.GET or None, customers=selectors.customer_choices(tenant=tenant))
     filters = selectors.ShipmentFilters()
     if form.is_valid():
         data = form.cleaned_data
@@ -62,6 +61,7 @@ def shipment_list(request: HttpRequest) -> HttpResponse:
             mine=bool(data["mine"]), status=data["status"], customer=data["customer"], q=data["q"]
         )
     qs = selectors.shipment_list(tenant=tenant, staff=_staff(request), filters=filters)
+    qs = qs.only(*selectors.SHIPMENT_LIST_COLUMNS)
     if form.is_bound and not form.is_valid():
         qs = qs.none()  # a bad filter value (an unknown status or customer) matches nothing
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))

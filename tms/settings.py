@@ -162,6 +162,8 @@ TEMPLATES = [
                 "tms.accounts.context_processors.staff",
                 "mailboxes.context_processors.mailbox_alerts",
             ],
+            # {% row_url %}: the links of list rows without a resolver walk per link (tms/template_urls.py)
+            "libraries": {"tms_urls": "tms.template_urls"},
         },
     },
 ]
@@ -190,6 +192,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# ModelBackend whose per-request user lookup also loads the Staff and Tenant (one query, not two).
+AUTHENTICATION_BACKENDS = ["tms.accounts.backends.StaffModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -343,6 +347,16 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "mailboxes.mail_backend.EmailBackend")
 # Redis for what all workers share (send throttles, poll locks). Empty: the database does it
 # (fine for one machine and the demo).
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
+# With Redis, Django's cache is Redis too, and sessions are "cached_db": a page reads its session from
+# Redis instead of the database (bench/README.md, "Pages"); every write still goes to the database,
+# so a flushed or restarted Redis logs nobody out (while Redis is down, pages fail as polling and
+# sending do). Without Redis: database sessions and a per-process cache (a per-process session
+# cache would keep a session alive in one process after a logout in another).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "tms-cache",
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # Outbound mail (mailboxes/sending.py).
 OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 6, minimum=1)         # SMTP 4xx retries, then FAILED

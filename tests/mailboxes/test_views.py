@@ -136,3 +136,42 @@ def test_it_shows_the_reconnect_banner_on_every_page_to_the_owner_only(
     page = bob_client.get("/shipments/").content.decode()
     assert "lost@acme.test" in page and "needs to be reconnected" in page
     assert "lost@acme.test" not in alice_client.get("/shipments/").content.decode()
+
+
+def test_it_lists_the_mailboxes_50_a_page_with_the_banners_of_all(alice: Staff, alice_client: Client) -> None:
+    from mailboxes.views import PROFILE_PAGE_SIZE
+
+    boxes = [make_mailbox(alice, f"box{i:02d}@example.test", status="disabled" if i % 2 else "active")
+             for i in range(PROFILE_PAGE_SIZE + 3)]
+    lost = make_mailbox(alice, "zz-lost@example.test", status="needs_reauthorization", last_error="password refused")
+    first = alice_client.get("/profile/").content.decode()
+    second = alice_client.get("/profile/?page=2").content.decode()
+    for page in (first, second):
+        # on every page: the banner of the mailbox to reconnect, even when its row is on another
+        assert "zz-lost@example.test needs to be reconnected" in page and "password refused" in page
+        assert "Active" in page or "Disabled" in page
+    shown = [box for box in [*boxes, lost] if f'<tr data-mailbox="{box.public_id}"' in first]
+    assert len(shown) == PROFILE_PAGE_SIZE
+    rest = [box for box in [*boxes, lost] if box not in shown]
+    assert len(rest) == 4 and all(f'<tr data-mailbox="{box.public_id}"' in second for box in rest)
+    assert all(f'<tr data-mailbox="{box.public_id}"' not in second for box in shown)
+    assert '?page=2' in first and "Mailboxes 1-50 of 54" in first and "Mailboxes 51-54 of 54" in second
+    assert f'action="/mailboxes/{rest[0].public_id}/remove/"' in second
+    assert alice_client.get("/profile/?page=99").status_code == 200  # the last page, as the shipment list does
+
+
+def test_it_renders_the_profile_in_a_constant_number_of_queries(
+    alice: Staff, alice_client: Client, django_assert_max_num_queries: object
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_mailbox(alice, "one@example.test", provider="google", access_token_expires_at=None)
+    with CaptureQueriesContext(connection) as few:
+        assert alice_client.get("/profile/").status_code == 200
+    for i in range(30):
+        make_mailbox(alice, f"more{i}@example.test", provider="google" if i % 2 else "imap",
+                     status="needs_reauthorization" if i % 3 == 0 else "active", last_error="refused" if i % 3 else "")
+    with django_assert_max_num_queries(len(few.captured_queries)):  # type: ignore[operator]
+        page = alice_client.get("/profile/")
+    assert page.status_code == 200 and "more29@example.test" in page.content.decode()
