@@ -8,10 +8,24 @@ queues the processor after the commit. A bad attachment never makes this raise.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailboxes.intake import IntakeContext, IntakeResult
 from mailboxes.models import InboundMessage
 
 from . import services
+
+PREPARED = f"{__name__}.prepare"
+
+
+def prepare(raw: bytes, classification: Any) -> dict[str, Any] | None:
+    """Ahead, in an intake worker (mailboxes/prepare.py): the text of the attachments the processor
+    will read, when it runs in this process (`mailbox poll --once`); else it would be wasted."""
+    from tms.celery import app
+
+    if not app.conf.task_always_eager:
+        return None
+    return services.documents_extract_ahead(attachments=tuple(getattr(classification, "attachments", None) or ()))
 
 
 def _filed_on(context: IntakeContext) -> list[str]:
@@ -31,7 +45,8 @@ def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult | No
         return None
     hints = services.message_hints(refs=getattr(verdict, "shipment_refs", None) or (), shipments=_filed_on(context))
     outcome = services.documents_record_from_message(
-        message=message, attachments=attachments, hints=hints, batch=context.batch)
+        message=message, attachments=attachments, hints=hints, batch=context.batch,
+        extracted=context.prepared.get(PREPARED))
     if not outcome.created:
         return None
     failed = [d for d in outcome.created if d.status == d.Status.FAILED]

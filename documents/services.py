@@ -115,9 +115,13 @@ def _clip_filename(name: str) -> str:
     return name[:255]
 
 
+def _content_type(attachment: AttachmentLike) -> str:
+    return (attachment.content_type or "application/octet-stream")[:127]
+
+
 def documents_record_from_message(
     *, message: InboundMessage, attachments: Sequence[AttachmentLike], hints: dict[str, Any] | None = None,
-    batch: dict[str, Any] | None = None,
+    batch: dict[str, Any] | None = None, extracted: dict[str, Any] | None = None,
 ) -> RecordOutcome:
     """A Document per attachment of `message` (not decoration, not empty), inside the caller's
     transaction; the processor is queued for each after the commit.
@@ -125,7 +129,8 @@ def documents_record_from_message(
     Safe to run twice: an attachment is recorded once per (message, position), the unique
     constraint says so. An oversized file is recorded as failed and not stored. Never raises for
     a bad attachment. `batch`: the intake batch's cache (IntakeContext.batch): the positions
-    already recorded are fetched once for all the batch's messages.
+    already recorded are fetched once for all the batch's messages. `extracted`: what
+    documents_extract_ahead read of these attachments, kept for the processor.
     """
     tenant = message.tenant
     outcome = RecordOutcome()
@@ -142,7 +147,7 @@ def documents_record_from_message(
         kind = attachment.kind if attachment.kind in Kind.values else Kind.OTHER
         document = Document(
             tenant=tenant, source_message=message, position=position, filename=_clip_filename(attachment.filename),
-            content_type=(attachment.content_type or "application/octet-stream")[:127], size=len(payload),
+            content_type=_content_type(attachment), size=len(payload),
             sha256=digest, kind=kind, hints=dict(hints or {}),
         )
         if len(payload) > max_bytes:
@@ -158,6 +163,8 @@ def documents_record_from_message(
             continue  # recorded by a concurrent run of the same message
         outcome.created.append(document)
         if document.status == Status.PENDING:
+            if extracted:
+                _ahead_keep(document, extracted)
             _enqueue_after_commit(document.pk, batch=batch)
         else:
             logger.info("document %s of message %s: %s", document.pk, message.pk, document.error)
@@ -220,6 +227,61 @@ def _enqueue_many(document_ids: list[int]) -> None:
         documents_process_task.delay(list(document_ids))
 
 
+# ----------------------------------------------------------------------------- read ahead
+
+# What intake workers read of attachments ahead (documents.intake.prepare), for the processor of
+# this process to take instead of reading the same bytes again: keyed by what decides the result
+# (content digest, name, type, limits), taken once, at most _AHEAD_MAX kept (a batch that rolled
+# back leaves entries nobody takes; they are dropped oldest first).
+_AHEAD: dict[tuple[str, str, str, extract.Limits], extract.Extraction | str] = {}
+_AHEAD_MAX = 2000
+
+
+def _ahead_key(*, sha256: str, filename: str, content_type: str) -> str:
+    return "\x1f".join((sha256, filename, content_type))
+
+
+def documents_extract_ahead(*, attachments: Sequence[AttachmentLike]) -> dict[str, Any]:
+    """Pure (no database): the text of each attachment that documents_record_from_message would
+    record as pending, or the reason it cannot be read, by _ahead_key."""
+    out: dict[str, Any] = {}
+    bounds = limits()
+    for attachment in attachments:
+        payload = bytes(attachment.payload or b"")
+        if not payload or is_decoration(attachment) or len(payload) > settings.DOCUMENT_MAX_BYTES:
+            continue
+        filename, content_type = _clip_filename(attachment.filename), _content_type(attachment)
+        key = _ahead_key(sha256=hashlib.sha256(payload).hexdigest(), filename=filename, content_type=content_type)
+        try:
+            out[key] = extract.extract_text(payload=payload, filename=filename, content_type=content_type,
+                                            limits=bounds)
+        except extract.ExtractionError as exc:
+            out[key] = str(exc)
+    return {"limits": bounds, "texts": out}
+
+
+def _ahead_keep(document: Document, extracted: dict[str, Any]) -> None:
+    key = _ahead_key(sha256=document.sha256, filename=document.filename, content_type=document.content_type)
+    found = (extracted.get("texts") or {}).get(key)
+    if found is None or extracted.get("limits") != limits():
+        return
+    while len(_AHEAD) >= _AHEAD_MAX:
+        _AHEAD.pop(next(iter(_AHEAD)))
+    _AHEAD[(document.sha256, document.filename, document.content_type, limits())] = found
+
+
+def _extract(document: Document, payload: bytes) -> extract.Extraction:
+    """extract.extract_text of the stored bytes, or what was read of the same bytes ahead."""
+    bounds = limits()
+    found = _AHEAD.pop((document.sha256, document.filename, document.content_type, bounds), None)
+    if found is not None and hashlib.sha256(payload).hexdigest() == document.sha256:
+        if isinstance(found, str):
+            raise extract.ExtractionError(found)
+        return found
+    return extract.extract_text(payload=payload, filename=document.filename, content_type=document.content_type,
+                                limits=bounds)
+
+
 # ----------------------------------------------------------------------------- processing
 
 
@@ -247,8 +309,7 @@ def document_process(*, document_id: int) -> Document | None:
             raise extract.ExtractionError(
                 f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
             )
-        result = extract.extract_text(payload=payload, filename=document.filename,
-                                      content_type=document.content_type, limits=limits())
+        result = _extract(document, payload)
     except extract.ExtractionError as exc:
         return document_fail(document_id=document_id, reason=str(exc))
     return _finish(document_id=document_id, result=result)
@@ -287,9 +348,7 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
                 raise extract.ExtractionError(
                     f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
                 )
-            outcomes[document.pk] = extract.extract_text(
-                payload=payload, filename=document.filename, content_type=document.content_type, limits=limits()
-            )
+            outcomes[document.pk] = _extract(document, payload)
         except extract.ExtractionError as exc:
             outcomes[document.pk] = str(exc)
         except Exception:  # OSError and the unexpected: the one-by-one task retries or reports it

@@ -36,6 +36,16 @@ A handler is a callable found by dotted path::
 - Messages that are noise (mail this system sent, the mailbox owner's own mail, auto-replies,
   bounces, bulk mail) never reach the handlers: they are IGNORED with the reason, category
   "other", before any handler is asked.
+
+A handler's module may also define a pure companion, run ahead in prepare.py's worker processes
+for big polls::
+
+    def prepare(raw: bytes, classification: classifier.Classification) -> Any
+
+- No database, no network, no settings writes: it gets the raw bytes and the verdict, and returns
+  picklable data, found by the handler in `context.prepared["<module>.prepare"]`.
+- It is an optimisation only: it may not have run (small polls, a failed worker, noise), so the
+  handler must do the same without it (e.g. compute the thing itself, later).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -97,6 +108,9 @@ class IntakeContext:
     # one bulk INSERT of rows the handlers collected): an exception there fails the whole batch,
     # which then runs again one message at a time.
     batch: dict[str, Any] = field(default_factory=dict)
+    # What the handlers' `prepare` companions computed ahead for this message, by their dotted
+    # name ("documents.intake.prepare"); empty when they did not run (see the module docstring).
+    prepared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mailbox(self) -> Mailbox:
@@ -154,6 +168,21 @@ def intake_handlers() -> tuple[tuple[str, Handler], ...]:
     return _load(tuple(settings.MAILBOX_INTAKE_HANDLERS))
 
 
+Preparer = Callable[[bytes, Any], Any]
+
+
+def intake_preparers() -> tuple[tuple[str, Preparer], ...]:
+    """The `prepare` companions of the handlers' modules, (dotted name, function), in handler order."""
+    found: list[tuple[str, Preparer]] = []
+    for path, handler in intake_handlers():
+        module = getattr(handler, "__module__", None) or path.rpartition(".")[0]
+        function = getattr(import_module(module), "prepare", None)
+        name = f"{module}.prepare"
+        if callable(function) and name not in dict(found):
+            found.append((name, function))
+    return tuple(found)
+
+
 # ----------------------------------------------------------------------------- noise
 
 
@@ -209,13 +238,17 @@ def noise_reason(message: InboundMessage, *, ours: frozenset[str] | None = None,
 # ----------------------------------------------------------------------------- processing
 
 
+# message id -> what prepare.PreparePool's workers computed for it ahead, or None
+Prepare = Callable[[int], "Prepared | None"]
+
+
 @dataclass
 class ProcessOutcome:
     status: str
     category: str = ""
 
 
-def message_process(*, message_id: int) -> ProcessOutcome | None:
+def message_process(*, message_id: int, prepared: Prepare | None = None) -> ProcessOutcome | None:
     """Run the intake for one stored message, in one transaction. None when it is not pending.
 
     A failure rolls back everything the handlers did, then counts the attempt on the message:
@@ -231,7 +264,7 @@ def message_process(*, message_id: int) -> ProcessOutcome | None:
             )
             if message is None:
                 return None
-            _run_intake(message)
+            _run_intake(message, prepared=prepared(message.pk) if prepared is not None else None)
             return ProcessOutcome(message.status, message.category)
     except Exception as exc:
         with log_context(inbound=message_id):
@@ -242,9 +275,6 @@ def message_process(*, message_id: int) -> ProcessOutcome | None:
 # The mailbox's owner is what shipments are assigned to: joined here rather than fetched per message.
 _RELATED = ("mailbox", "mailbox__staff", "tenant")
 _OUTCOME_FIELDS = ["status", "category", "reason", "result", "attempts", "processed_at", "error"]
-
-
-Prepare = Callable[[int], "Prepared | None"]
 
 
 def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = None
@@ -268,8 +298,7 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
     say) are held until the batch commits.
 
     prepared: message id -> the verdicts computed ahead by prepare.PreparePool's workers (or None:
-    computed here); used only when they were computed from the very bytes stored. The one-by-one
-    fallback computes everything here.
+    computed here); used only when they were computed from the very bytes stored.
     """
     ids = list(dict.fromkeys(message_ids))
     outcomes: dict[int, ProcessOutcome | None] = dict.fromkeys(ids)
@@ -290,7 +319,7 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
             ids.remove(pk)
             failures += 1
     for pk in ids:
-        outcomes[pk] = message_process(message_id=pk)
+        outcomes[pk] = message_process(message_id=pk, prepared=prepared)
     return outcomes
 
 
@@ -365,6 +394,7 @@ def _run_intake(message: InboundMessage, *, ours: frozenset[str] | None = None, 
         context = IntakeContext(message=message, batch={BATCH_MESSAGES: [message]} if batch is None else batch)
         if prepared is not None:
             context.__dict__["classification"] = prepared.classification  # the cached_property's slot
+            context.prepared = dict(prepared.extras)
         per_handler: dict[str, Any] = {}
         for path, handler in intake_handlers():
             result = handler(message, context)

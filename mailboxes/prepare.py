@@ -27,7 +27,7 @@ import hashlib
 import logging
 import multiprocessing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -55,11 +55,13 @@ copyreg.pickle(MappingProxyType, lambda proxy: (_mapping_proxy, (dict(proxy),)))
 
 @dataclass(frozen=True)
 class Prepared:
-    """What a worker computed for one message: classifier.detect_noise and classifier.classify."""
+    """What a worker computed for one message: classifier.detect_noise, classifier.classify and
+    what the handlers' `prepare` companions returned (intake.py), by their dotted name."""
 
     digest: bytes
     noise: str | None
     classification: Any
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def fits(self, raw: bytes | memoryview | None) -> bool:
         return _digest(bytes(raw or b"")) == self.digest
@@ -75,8 +77,10 @@ def _warm_up() -> None:
     classifier.warm_up()
 
 
-def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any) -> list[tuple[int, Prepared]]:
-    """In a worker: the verdicts of a chunk of messages (the classifier never raises)."""
+def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any,
+             preparers: Sequence[tuple[str, Any]] = ()) -> list[tuple[int, Prepared]]:
+    """In a worker: the verdicts of a chunk of messages (the classifier never raises), and what the
+    handlers' companions make of them (one that raises is left to its handler)."""
     import classifier
 
     out: list[tuple[int, Prepared]] = []
@@ -85,7 +89,14 @@ def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any)
             verdict = classifier.classify(raw)
         else:
             verdict = classifier.classify(raw, shipment_prefix=prefix, rules=rules)
-        out.append((pk, Prepared(digest=_digest(raw), noise=classifier.detect_noise(raw), classification=verdict)))
+        noise = classifier.detect_noise(raw)
+        extras: dict[str, Any] = {}
+        for name, preparer in preparers if not noise else ():
+            try:
+                extras[name] = preparer(raw, verdict)
+            except Exception:
+                logger.info("intake preparer %s failed; its handler will do without", name, exc_info=True)
+        out.append((pk, Prepared(digest=_digest(raw), noise=noise, classification=verdict, extras=extras)))
     return out
 
 
@@ -98,7 +109,9 @@ class PreparePool:
 
     def __init__(self, *, processes: int, tenant: Any) -> None:
         from .classification import tenant_rules
+        from .intake import intake_preparers
 
+        self.preparers = intake_preparers()  # resolved here, before the fork: the workers inherit them
         self.prefix: str | None = tenant.ref_prefix if tenant is not None else None
         self.rules = tenant_rules(tenant) if tenant is not None else None
         self.futures: dict[int, concurrent.futures.Future[list[tuple[int, Prepared]]]] = {}
@@ -141,7 +154,7 @@ class PreparePool:
         for start in range(0, len(kept), CHUNK):
             chunk = kept[start:start + CHUNK]
             try:
-                future = self.executor.submit(_prepare, chunk, self.prefix, self.rules)
+                future = self.executor.submit(_prepare, chunk, self.prefix, self.rules, self.preparers)
             except Exception:
                 self._break("submitting to the intake workers failed")
                 return
