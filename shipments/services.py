@@ -231,12 +231,8 @@ def shipment_create(
     actor: Staff | None = None, note: str = "",
 ) -> Shipment:
     """A new shipment with the next number of its tenant (SHP-000123), and its first activity."""
-    if status not in Status.values:
-        raise ValidationError({"status": f"must be one of {', '.join(Status.values)}"})
-    for name, related in (("assigned_to", assigned_to), ("customer", customer), ("contact", contact),
-                          ("source_message", source_message)):
-        if related is not None and related.tenant_id != tenant.pk:
-            raise ValidationError({name: "belongs to another company"})
+    _shipment_check(tenant=tenant, status=status, assigned_to=assigned_to, customer=customer, contact=contact,
+                    source_message=source_message)
     values = _clean_fields(fields or {})
     allocated: list[int] = []
     try:
@@ -246,32 +242,58 @@ def shipment_create(
         with transaction.atomic():
             seq = shipment_sequence_allocate(tenant=tenant, sequence=sequence)
             allocated.append(seq)
-            shipment = Shipment(
-                tenant=tenant, sequence=seq, number=shipment_number_format(tenant=tenant, sequence=seq),
-                status=status, assigned_to=assigned_to, customer=customer, contact=contact,
-                source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
-                source_message_key=_message_key(source_message), **values,
+            shipment = _shipment_instance(
+                tenant=tenant, sequence=seq, status=status, assigned_to=assigned_to, customer=customer,
+                contact=contact, source_message=source_message, values=values,
+                extraction_confidence=extraction_confidence,
             )
-            # The related rows were checked above (same tenant, saved): no existence query per key.
-            known = [name for name, related in (("assigned_to", assigned_to), ("customer", customer),
-                                                ("contact", contact)) if related is not None and related.pk]
-            shipment.full_clean(exclude=["tenant", "source_message", "number", *known], validate_unique=False)
             shipment.save()
-            if source_message is not None:
-                Activity.objects.for_tenant(tenant).create(
-                    shipment=shipment, kind=Activity.Kind.EMAIL_IN, inbound_message=source_message,
-                    message_key=_message_key(source_message), text=note or "Created from e-mail.",
-                )
-            else:
-                Activity.objects.for_tenant(tenant).create(
-                    shipment=shipment, kind=Activity.Kind.NOTE, actor=actor, text=note or "Created.",
-                )
+            _first_activity(shipment, source_message=source_message, actor=actor, note=note).save()
     except IntegrityError:
         if allocated and Shipment.objects.for_tenant(tenant).filter(sequence=allocated[0]).exists():
             number = shipment_number_format(tenant=tenant, sequence=allocated[0])
             raise ValidationError({"sequence": f"shipment number {number} is taken"}) from None
         raise  # the message already made a shipment: the caller decides
     return shipment
+
+
+def _shipment_check(*, tenant: Tenant, status: str, assigned_to: Staff | None, customer: Customer | None,
+                    contact: Contact | None, source_message: InboundMessage | None) -> None:
+    if status not in Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Status.values)}"})
+    for name, related in (("assigned_to", assigned_to), ("customer", customer), ("contact", contact),
+                          ("source_message", source_message)):
+        if related is not None and related.tenant_id != tenant.pk:
+            raise ValidationError({name: "belongs to another company"})
+
+
+def _shipment_instance(
+    *, tenant: Tenant, sequence: int, status: str, assigned_to: Staff | None, customer: Customer | None,
+    contact: Contact | None, source_message: InboundMessage | None, values: dict[str, Any],
+    extraction_confidence: Mapping[str, Any] | None,
+) -> Shipment:
+    """The unsaved, validated shipment (the caller has run _shipment_check)."""
+    shipment = Shipment(
+        tenant=tenant, sequence=sequence, number=shipment_number_format(tenant=tenant, sequence=sequence),
+        status=status, assigned_to=assigned_to, customer=customer, contact=contact,
+        source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
+        source_message_key=_message_key(source_message), **values,
+    )
+    # The related rows were checked (same tenant, saved): no existence query per key.
+    known = [name for name, related in (("assigned_to", assigned_to), ("customer", customer),
+                                        ("contact", contact)) if related is not None and related.pk]
+    shipment.full_clean(exclude=["tenant", "source_message", "number", *known], validate_unique=False)
+    return shipment
+
+
+def _first_activity(shipment: Shipment, *, source_message: InboundMessage | None, actor: Staff | None,
+                    note: str) -> Activity:
+    if source_message is not None:
+        return Activity(tenant=shipment.tenant, shipment=shipment, kind=Activity.Kind.EMAIL_IN,
+                        inbound_message=source_message, message_key=_message_key(source_message),
+                        text=note or "Created from e-mail.")
+    return Activity(tenant=shipment.tenant, shipment=shipment, kind=Activity.Kind.NOTE, actor=actor,
+                    text=note or "Created.")
 
 
 def _clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -548,11 +570,20 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
     outcome = IntakeOutcome(category=category, reason=str(getattr(classification, "reason", "") or ""))
     if category != "other":
         outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender, cache=cache)
-    thread = shipments_for_thread(
-        tenant=tenant, in_reply_to=getattr(classification, "in_reply_to", None),
-        references=list(getattr(classification, "references", None) or ()),
-        subject=str(getattr(classification, "subject", "") or ""),
-    )
+    in_reply_to = getattr(classification, "in_reply_to", None)
+    references = list(getattr(classification, "references", None) or ())
+    subject = str(getattr(classification, "subject", "") or "")
+    # Shipments this batch made and has not inserted yet are looked for too (by the same evidence
+    # as the query); when the message names one, they are inserted now, so all reads below see them.
+    _pending_flush_if_named(tenant=tenant, cache=cache, ids=[in_reply_to, *references], numbers=[
+        *subject_tag_numbers(tenant=tenant, subject=subject),
+        *(shipment_numbers_for_refs(tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ())
+          .values() if category == "operations" else ()),
+    ])
+    thread = shipments_for_thread(tenant=tenant, in_reply_to=in_reply_to, references=references, subject=subject)
+    if thread:  # a reply to a shipment of this batch names it by its refs too: insert before reading
+        _pending_flush_if_named(tenant=tenant, cache=cache, ids=[], numbers=shipment_numbers_for_refs(
+            tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ()).values())
     if thread and outcome.contact is None:
         outcome.contact, outcome.new_contact = _sender_contact(tenant=tenant, sender=sender, cache=cache)
     outcome.thread = [s.number for s in thread]
@@ -732,6 +763,20 @@ def _shipment_from_message(
     fields = to_dict() if callable(to_dict) else dict(extracted or {})
     confidence = getattr(classification, "confidence", None) or {}
     staff = message.mailbox.staff
+    pending = _pending_for(tenant=message.tenant, cache=cache)
+    if pending is not None:
+        customer = contact.customer if contact else None
+        _shipment_check(tenant=message.tenant, status=status, assigned_to=staff, customer=customer,
+                        contact=contact, source_message=message)
+        shipment = _shipment_instance(
+            tenant=message.tenant, sequence=pending.allocate(), status=status, assigned_to=staff,
+            customer=customer, contact=contact, source_message=message, values=_clean_fields(fields),
+            extraction_confidence=jsonable(confidence),
+        )
+        note = "\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p)
+        pending.add(shipment, _first_activity(shipment, source_message=message, actor=None, note=note))
+        _source_remember(shipment=shipment, cache=cache)
+        return shipment, True
     try:  # shipment_create's own atomic block is the savepoint that an IntegrityError rolls back to
         shipment = shipment_create(
             tenant=message.tenant, status=status, assigned_to=staff,
@@ -746,3 +791,94 @@ def _shipment_from_message(
     return shipment, True
 
 
+
+
+# ----------------------------------------------------------------------------- a batch's new shipments
+
+_PENDING = "shipments.pending"
+
+
+class _Pending:
+    """The shipments (and their first activities) an intake batch made for one tenant and has not
+    inserted yet: numbered from the tenant's counter, which stays locked from the first one to the
+    end of the transaction (so the numbers are the batch's alone, no gaps), and inserted with one
+    INSERT each for shipments and activities at the batch's end (BATCH_FLUSH) - or earlier, when
+    a later message of the batch names one of them (_pending_flush_if_named). The unique
+    constraints still judge at the INSERT: a conflict (a copy of the mail filed by a concurrent
+    intake) fails the batch, which then runs one message at a time through shipment_create's
+    savepoints (mailboxes.intake.messages_process)."""
+
+    def __init__(self, tenant: Tenant, last_value: int) -> None:
+        self.tenant = tenant
+        self.last_value = last_value
+        self.shipments: list[Shipment] = []
+        self.activities: list[Activity] = []
+
+    def allocate(self) -> int:
+        self.last_value += 1
+        return self.last_value
+
+    def add(self, shipment: Shipment, activity: Activity) -> None:
+        self.shipments.append(shipment)
+        self.activities.append(activity)
+
+    def named(self, *, ids: set[str], numbers: set[str]) -> bool:
+        """Does a message with these reply ids / shipment numbers name one of the shipments here?"""
+        for shipment in self.shipments:
+            if shipment.number in numbers:
+                return True
+            if ids and shipment.source_message_key and set(_id_variants([shipment.source_message_key])) & ids:
+                return True
+        return False
+
+    def write(self) -> None:
+        if not self.shipments:
+            return
+        Shipment.unscoped.bulk_create(self.shipments)
+        Activity.unscoped.bulk_create(self.activities)
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = GREATEST(last_value, %s)"  # noqa: S608
+                " WHERE tenant_id = %s", [self.last_value, self.tenant.pk],
+            )
+        self.shipments, self.activities = [], []
+
+
+def _pending_for(*, tenant: Tenant, cache: dict[str, Any]) -> _Pending | None:
+    """The batch's pending shipments of the tenant; None outside a batch of several messages (one
+    message alone keeps shipment_create's savepoint) or before the tenant has a counter row."""
+    from mailboxes.intake import BATCH_FLUSH, BATCH_MESSAGES
+
+    if len(cache.get(BATCH_MESSAGES) or ()) < 2:
+        return None
+    pendings: dict[int, _Pending] = cache.setdefault(_PENDING, {})
+    found = pendings.get(tenant.pk)
+    if found is not None:
+        return found
+    with transaction.get_connection().cursor() as cursor:
+        # Locks the counter row until the transaction ends, as shipment_sequence_allocate does.
+        cursor.execute(
+            f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = last_value"  # noqa: S608 (no input)
+            " WHERE tenant_id = %s RETURNING last_value", [tenant.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if not pendings:
+        def flush() -> None:
+            for pending in pendings.values():
+                pending.write()
+
+        cache.setdefault(BATCH_FLUSH, []).append(flush)
+    pendings[tenant.pk] = found = _Pending(tenant, int(row[0]))
+    return found
+
+
+def _pending_flush_if_named(*, tenant: Tenant, cache: dict[str, Any], ids: Iterable[str | None],
+                            numbers: Iterable[str]) -> None:
+    pending = (cache.get(_PENDING) or {}).get(tenant.pk)
+    if pending is None or not pending.shipments:
+        return
+    variants = set(_id_variants(i for i in ids if i))
+    if pending.named(ids=variants, numbers=set(numbers)):
+        pending.write()

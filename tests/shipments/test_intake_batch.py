@@ -17,6 +17,7 @@ from documents.models import Document
 from mailboxes.intake import message_process, messages_process
 from mailboxes.models import InboundMessage, Mailbox
 from shipments.models import Activity, Contact, FiledMessage, Shipment
+from shipments.services import shipment_create, shipment_number_format
 from tests.factories import make_mailbox
 from tms.accounts.models import Staff, Tenant
 
@@ -110,3 +111,71 @@ def test_it_needs_few_queries_per_message_in_a_batch(acme: Tenant, alice: Staff)
     # 9 a message before the per-batch prefetches and bulk writes (21 before batches at all).
     assert len(queries.captured_queries) <= 6 * len(ids)
     assert not InboundMessage.objects.for_tenant(acme).exclude(status__in=["processed", "ignored"]).exists()
+
+
+def store_raw(mailbox: Mailbox, raws: list[bytes], first_uid: int = 1) -> list[int]:
+    ids = []
+    for uid, raw in enumerate(raws, start=first_uid):
+        found = re.search(rb"(?im)^Message-ID:\s*(<[^>]+>)", raw)
+        sender = re.search(rb"(?im)^From:([^\r\n]*)", raw)
+        row = InboundMessage.objects.for_tenant(mailbox.tenant).create(
+            mailbox=mailbox, folder="INBOX", uidvalidity=1, uid=uid, raw=raw, size=len(raw),
+            message_id=found.group(1).decode() if found else "",
+            from_address=sender.group(1).decode(errors="replace").strip() if sender else "",
+        )
+        ids.append(row.pk)
+    return ids
+
+
+def same_batch_thread(tenant: Tenant) -> list[bytes]:
+    """A pickup request, then in the same batch a reply to it and an update naming the shipment
+    it makes (the tenant's second: one exists already)."""
+    request_id = f"<req-{uuid.uuid4().hex}@shipper.test>"
+    request = re.sub(rb"(?im)^Message-ID:[^\r\n]*", b"Message-ID: " + request_id.encode(),
+                     (CORPUS / "002.eml").read_bytes(), count=1)
+    sender = re.search(rb"(?im)^From:([^\r\n]*)", request)
+    assert sender is not None
+    number = shipment_number_format(tenant=tenant, sequence=2)
+
+    def mail(subject: str, body: str, extra: str = "") -> bytes:
+        return (f"From:{sender.group(1).decode()}\r\nTo: dispatch@acme.test\r\nSubject: {subject}\r\n"
+                f"Message-ID: <{uuid.uuid4().hex}@shipper.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n"
+                f"{extra}\r\n{body}\r\n").encode()
+
+    return [
+        request,
+        mail("Re: pickup", "Can you confirm the driver for this one?", f"In-Reply-To: {request_id}\r\n"),
+        mail(f"{number} delivered", f"Shipment {number} was delivered this morning, POD to follow."),
+    ]
+
+
+def test_it_files_replies_to_a_shipment_made_earlier_in_the_same_batch(
+    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff
+) -> None:
+    for tenant in (acme, globex):
+        shipment_create(tenant=tenant)  # the tenant's counter exists: the batch numbers its own
+    batched = store_raw(make_mailbox(alice, "dispatch@acme.test"), same_batch_thread(acme))
+    alone = store_raw(make_mailbox(charlie, "dispatch@acme.test"), same_batch_thread(globex))
+
+    messages_process(message_ids=batched)
+    for pk in alone:
+        message_process(message_id=pk)
+
+    made = outcome(acme)
+    assert made == outcome(globex)
+    number = shipment_number_format(tenant=acme, sequence=2)
+    assert [(n, uid) for n, uid, *_ in made["shipments"]] == [(shipment_number_format(tenant=acme, sequence=1), None),
+                                                               (number, 1)]
+    assert sorted(uid for n, kind, uid in made["activities"] if n == number) == [1, 2, 3]
+
+
+def test_it_numbers_a_batch_after_shipments_made_meanwhile_elsewhere(acme: Tenant, alice: Staff) -> None:
+    shipment_create(tenant=acme)
+    ids = store_corpus(make_mailbox(alice, "dispatch@acme.test"))
+
+    messages_process(message_ids=ids)
+    later = shipment_create(tenant=acme)
+
+    sequences = sorted(Shipment.objects.for_tenant(acme).values_list("sequence", flat=True))
+    assert sequences == list(range(1, len(sequences) + 1))  # no gap, no reuse
+    assert later.sequence == sequences[-1]
