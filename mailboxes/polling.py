@@ -145,8 +145,7 @@ def mailboxes_poll_chunk(
             record_idle_successes(mailbox_ids=out.idle, started=started)
     finally:
         locks.release_many(idle_locks + [lock for _, lock in todo])
-    if out.idle:
-        logger.info("polled %s mailboxes with nothing new: %s", len(out.idle), out.idle)
+    logger.info("poll chunk: %s", out.as_json())
     return out
 
 
@@ -184,6 +183,6 @@ def _poll_one(mailbox: Mailbox, lock: locks.Lock, cursor: FolderCursor | None, u
                                decide=lambda info: _decide(cursor, info))
         if verdict != HANDOFF:
             metrics.poll_observed(result=result, seconds=time.monotonic() - began)
-        if verdict not in (IDLE, HANDOFF):
+        if verdict != HANDOFF:
             log_outcome(mailbox, result)
     return verdict

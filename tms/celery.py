@@ -1,5 +1,6 @@
 """The Celery application. Configuration lives in settings (CELERY_* names)."""
 
+import contextlib
 import os
 
 from celery import Celery, signals
@@ -17,6 +18,19 @@ def _metrics_exporter(**_: object) -> None:
     from tms.metrics import worker_exporter_start
 
     worker_exporter_start()
+
+
+@signals.worker_init.connect
+def _open_files_limit(**_: object) -> None:
+    """Raise the soft limit on open files to the hard one before the pool forks: each process keeps
+    up to MAILBOX_IMAP_KEEP_CONNECTIONS IMAP connections (mailboxes/sessions.py), and a soft limit
+    of 1,024 (a common default) would refuse sockets long before that."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @signals.worker_process_shutdown.connect

@@ -43,6 +43,7 @@ def _install() -> None:
     if not os.environ.get("SCALE_LOG_DIR"):
         return
     real_acquire, real_release = locks.acquire, locks.release
+    real_acquire_many, real_release_many = locks.acquire_many, locks.release_many
 
     def acquire(key: str, *, ttl: int) -> Any:
         lock = real_acquire(key, ttl=ttl)
@@ -56,8 +57,23 @@ def _install() -> None:
         _write(f"lock {lock.key} {lock.token} released {time.time():.6f}")
         real_release(lock)
 
+    def acquire_many(keys: list[str], *, ttl: int) -> Any:  # polling.py: one round trip for a chunk
+        held = real_acquire_many(keys, ttl=ttl)
+        at = time.time()
+        for key, lock in held.items():
+            _write(f"lock {key} - refused {at:.6f}" if lock is None else f"lock {key} {lock.token} acquired {at:.6f}")
+        return held
+
+    def release_many(held: list[Any]) -> None:
+        at = time.time()
+        for lock in held:
+            _write(f"lock {lock.key} {lock.token} released {at:.6f}")
+        real_release_many(held)
+
     locks.acquire = acquire  # type: ignore[assignment]
     locks.release = release  # type: ignore[assignment]
+    locks.acquire_many = acquire_many  # type: ignore[assignment]
+    locks.release_many = release_many  # type: ignore[assignment]
     window = os.environ.get("SCALE_THROTTLE_WINDOW")
     if window:
         throttle.MINUTE = float(window)
