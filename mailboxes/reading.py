@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INBOX = "INBOX"
+# Fetch batches stored ahead of the intake when workers classify (FolderReader.read).
+AHEAD = 2
 COUNTER_KEYS = ("fetched", "new", "duplicates", "quote", "pickup", "operations", "other", "failed",
                 "quarantined", "post_processed")
 # Explicit polls (the CLI with ids) may also retry a mailbox in error; the scheduler only polls active ones.
@@ -352,12 +354,13 @@ class FolderReader:
         last UID processed."""
         self.pool = PreparePool.for_pass(new=len(uids), tenant=self.mailbox.tenant)
         try:
-            # With workers (prepare.py), each batch is stored and handed to them one batch ahead:
-            # they classify it while this process writes the intake of the one before.
+            # With workers (prepare.py), batches are stored and handed to them AHEAD batches ahead:
+            # they classify while this process writes the intake of the batches before (and, at
+            # the start, while they load the classifier's data, this process stores).
             ahead: list[tuple[list[int], list[int]]] = []
             for batch in _chunks(uids, settings.MAILBOX_FETCH_BATCH):
                 ahead.append((batch, self.store(batch)))
-                if len(ahead) > (1 if self.pool is not None else 0):
+                if len(ahead) > (AHEAD if self.pool is not None else 0):
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
             while ahead:
                 last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
