@@ -82,18 +82,39 @@ def stored_file_for(*, tenant: Tenant, payload: bytes, sha256: str | None = None
     existing = StoredFile.objects.for_tenant(tenant).filter(sha256=digest).first()
     if existing is not None:
         return existing
-    row = StoredFile(tenant=tenant, sha256=digest, size=len(payload))
-    storage = document_storage()
-    name = stored_file_name(row, "")
-    if not storage.exists(name):
-        name = storage.save(name, ContentFile(payload))
-    row.file.name = name
+    row = _stored_file_written(tenant=tenant, payload=payload, digest=digest)
     try:
         with transaction.atomic():
             row.save()
     except IntegrityError:
         return StoredFile.objects.for_tenant(tenant).get(sha256=digest)
     return row
+
+
+def _stored_file_written(*, tenant: Tenant, payload: bytes, digest: str) -> StoredFile:
+    """The unsaved row of `payload`, its content written to storage unless it is there already."""
+    row = StoredFile(tenant=tenant, sha256=digest, size=len(payload))
+    storage = document_storage()
+    name = stored_file_name(row, "")
+    if not storage.exists(name):
+        name = storage.save(name, ContentFile(payload))
+    row.file.name = name
+    return row
+
+
+def stored_files_for(*, tenant: Tenant, payloads: dict[str, bytes]) -> dict[str, StoredFile]:
+    """stored_file_for for many contents at once ({sha256: bytes}): one SELECT for those already
+    stored, one INSERT ... ON CONFLICT DO NOTHING for the new ones (a concurrent intake storing the
+    same content meets the unique constraint without failing) and one SELECT for their rows."""
+    if not payloads:
+        return {}
+    rows = StoredFile.objects.for_tenant(tenant)
+    found = {row.sha256: row for row in rows.filter(sha256__in=list(payloads))}
+    new = [_stored_file_written(tenant=tenant, payload=payloads[d], digest=d) for d in payloads if d not in found]
+    if new:
+        StoredFile.unscoped.bulk_create(new, ignore_conflicts=True)
+        found.update((row.sha256, row) for row in rows.filter(sha256__in=[row.sha256 for row in new]))
+    return found
 
 
 # ----------------------------------------------------------------------------- intake
@@ -135,6 +156,7 @@ def documents_record_from_message(
     tenant = message.tenant
     outcome = RecordOutcome()
     done = _positions_recorded(message=message, batch=batch)
+    deferred = _deferred_for(batch)
     max_bytes = settings.DOCUMENT_MAX_BYTES
     for position, attachment in enumerate(attachments):
         payload = bytes(attachment.payload or b"")
@@ -154,7 +176,13 @@ def documents_record_from_message(
             document.status = Status.FAILED
             document.error = f"file too large: {len(payload)} bytes (the limit is {max_bytes})"
             document.processed_at = timezone.now()
-        else:
+        if deferred is not None:
+            deferred.add(document, payload if document.status == Status.PENDING else None)
+            outcome.created.append(document)
+            if document.status == Status.PENDING and extracted:
+                _ahead_keep(document, extracted)
+            continue
+        if document.status == Status.PENDING:
             document.stored = stored_file_for(tenant=tenant, payload=payload, sha256=digest)
         try:
             with transaction.atomic():
@@ -169,6 +197,60 @@ def documents_record_from_message(
         else:
             logger.info("document %s of message %s: %s", document.pk, message.pk, document.error)
     return outcome
+
+
+_DEFERRED = "documents.deferred"
+
+
+class _Deferred:
+    """The documents an intake batch recorded and has not inserted yet: at the batch's end
+    (BATCH_FLUSH, inside its transaction) their contents are stored with stored_files_for and the
+    rows inserted with one INSERT, then the processor is queued for the pending ones. The unique
+    (message, position) constraint still judges at the INSERT: a conflict (the same message run
+    concurrently) fails the batch, which then runs one message at a time, each document under its
+    own savepoint."""
+
+    def __init__(self, batch: dict[str, Any]) -> None:
+        self.batch = batch
+        self.documents: list[Document] = []
+        self.payloads: dict[int, dict[str, bytes]] = {}  # tenant id -> {sha256: bytes} to store
+
+    def add(self, document: Document, payload: bytes | None) -> None:
+        self.documents.append(document)
+        if payload is not None:
+            self.payloads.setdefault(document.tenant_id, {}).setdefault(document.sha256, payload)
+
+    def write(self) -> None:
+        documents, self.documents = self.documents, []
+        payloads, self.payloads = self.payloads, {}
+        if not documents:
+            return
+        tenants = {document.tenant_id: document.tenant for document in documents}
+        stored = {(tenant_id, digest): row for tenant_id, found in payloads.items()
+                  for digest, row in stored_files_for(tenant=tenants[tenant_id], payloads=found).items()}
+        for document in documents:
+            if document.status == Status.PENDING:
+                document.stored = stored[(document.tenant_id, document.sha256)]
+        Document.unscoped.bulk_create(documents)
+        for document in documents:
+            if document.status == Status.PENDING:
+                _enqueue_after_commit(document.pk, batch=self.batch)
+            else:
+                logger.info("document %s of message %s: %s", document.pk, document.source_message_id, document.error)
+
+
+def _deferred_for(batch: dict[str, Any] | None) -> _Deferred | None:
+    """The batch's deferred documents; None outside an intake batch of several messages (one
+    message alone keeps a savepoint per document)."""
+    from mailboxes.intake import BATCH_FLUSH, BATCH_MESSAGES
+
+    if batch is None or len(batch.get(BATCH_MESSAGES) or ()) < 2:
+        return None
+    found: _Deferred | None = batch.get(_DEFERRED)
+    if found is None:
+        batch[_DEFERRED] = found = _Deferred(batch)
+        batch.setdefault(BATCH_FLUSH, []).append(found.write)
+    return found
 
 
 _POSITIONS = "documents.positions"
