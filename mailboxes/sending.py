@@ -15,6 +15,7 @@ From "<Name> via <Company>" <relay address>, Reply-To the staff member.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.policy
 import io
@@ -531,7 +532,9 @@ def messages_queue(
         )
         for message, b in zip(messages, built, strict=True)
     ]
-    rows = OutboundMessage.objects.for_tenant(tenant).bulk_create(rows, batch_size=500)
+    # More than 500 rows take several INSERTs: one transaction, so a batch is stored whole or not at all.
+    with transaction.atomic() if len(rows) > _INSERT_BATCH else contextlib.nullcontext():
+        rows = OutboundMessage.objects.for_tenant(tenant).bulk_create(rows, batch_size=_INSERT_BATCH)
     for row in rows:
         log.info("outbound %s queued via %s (%d recipients)", row.pk, choice.kind, len(row.recipients))
     if enqueue and rows:
@@ -542,6 +545,9 @@ def messages_queue(
         else:
             transaction.on_commit(lambda: _enqueue_each(ids))
     return rows
+
+
+_INSERT_BATCH = 500
 
 
 def _build_limited(message: Outgoing, *, from_addr: Address, default_reply_to: Address | None,
@@ -696,7 +702,7 @@ class _Submission:
 
     def __init__(self, choice: RouteChoice) -> None:
         self.choice = choice
-        self.loop = asyncio.new_event_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.smtp: aiosmtplib.SMTP | None = None
         self.failure: _Outcome | None = None  # the connection could not be opened, or was lost
 
@@ -709,6 +715,7 @@ class _Submission:
         except ProviderError as exc:
             self.failure = _Outcome("permanent" if exc.permanent else "temporary", f"{exc.stage}: {exc.message}")
             return self
+        self.loop = asyncio.new_event_loop()
         try:
             self.smtp = self.loop.run_until_complete(self._open(endpoint, auth))
         except AuthorizationError as exc:
@@ -733,6 +740,7 @@ class _Submission:
             lost = self.smtp is not None  # opened, then lost: the rest were never tried
             return [_Outcome("untried", "not attempted: the connection was lost") if lost else self.failure] * len(
                 messages)
+        assert self.loop is not None
         return self.loop.run_until_complete(self._send(messages))
 
     async def _send(self, messages: Sequence[tuple[list[str], bytes]]) -> list[_Outcome]:
@@ -765,14 +773,17 @@ class _Submission:
         return outcomes
 
     def __exit__(self, *exc: object) -> None:
+        loop = self.loop
+        if loop is None:
+            return
         try:
             if self.smtp is not None:
-                self.loop.run_until_complete(self._quit(self.smtp))
+                loop.run_until_complete(self._quit(self.smtp))
         finally:
             try:
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
-                self.loop.close()
+                loop.close()
 
     @staticmethod
     async def _quit(smtp: aiosmtplib.SMTP) -> None:

@@ -42,11 +42,15 @@ def mailbox_deliver_queued(mailbox_id: int) -> int:
     """Everything due for one mailbox, 100 messages per SMTP connection, until nothing is due (a
     messages_queue() batch; at most MAX_PASSES passes, the sweep takes what is left)."""
     delivered = 0
+    waits: list[float] = []
     for _ in range(MAX_PASSES):
         results = sending.mailbox_deliver_queued(mailbox_id=mailbox_id)
         if not results:
             break
         delivered += len(results)
+        waits += [r.retry_in for r in results.values() if r.status == "queued" and r.retry_in is not None]
+    if waits:  # throttled or temporarily failed: come back when the first one is due
+        mailbox_deliver_queued.apply_async((mailbox_id,), countdown=max(1, int(min(waits) + 0.999)))
     return delivered
 
 

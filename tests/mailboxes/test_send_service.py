@@ -503,3 +503,22 @@ def test_a_claim_takes_each_due_row_once(send_settings: Any, bob: Staff) -> None
     assert sending._claim(ids, clock) == []  # a second worker, or the same task run twice
     assert sorted(OutboundMessage.unscoped.filter(pk__in=ids).values_list("status", "attempts")) == [
         (Status.QUEUED, 0), (Status.SENDING, 1), (Status.SENDING, 1), (Status.SENDING, 1)]
+
+
+def test_the_batch_task_comes_back_for_throttled_messages(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailboxes.tasks import send as send_tasks
+
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server,
+                           send_per_minute=2)
+    rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(4), enqueue=False)
+    scheduled: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(send_tasks.mailbox_deliver_queued, "apply_async",
+                        lambda args, **kwargs: scheduled.append((args, kwargs)))
+
+    assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 4
+
+    statuses = dict(OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows]).values_list("pk", "status"))
+    assert sorted(statuses.values()) == [Status.QUEUED, Status.QUEUED, Status.SENT, Status.SENT]
+    assert len(scheduled) == 1 and scheduled[0][0] == (mailbox.pk,) and 1 <= scheduled[0][1]["countdown"] <= 61
