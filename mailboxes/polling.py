@@ -13,10 +13,11 @@ Per chunk: the mailboxes in one query, their locks in one Redis round trip, the 
 there anything to repair?" in one query each, then one SELECT per mailbox on its connection:
 - nothing new (same UIDVALIDITY, UIDNEXT right after the cursor, same HIGHESTMODSEQ, nothing to
   repair): idle. The idle ones are recorded as polled with one UPDATE at the end of the chunk;
-- a few new messages (at most INLINE_NEW) or changed flags: the full pass, there and then on the
+- a few new messages (at most INLINE_NEW), changed flags, or a first poll (no cursor) or a
+  renumbered folder with at most INLINE_NEW messages in it: the full pass, there and then on the
   same connection (reading.poll_guarded -> FolderReader), exactly as mailbox_poll does it;
-- more than that, a first poll (no cursor), a renumbered folder or leftovers to repair: handed
-  to a poll task of its own (tasks.poll_mailbox), so a big ingest never holds up the rest.
+- more than that, or leftovers to repair: handed to a poll task of its own
+  (tasks.poll_mailbox), so a big ingest never holds up the rest.
 A mailbox's failure is its own (recorded on its row, as mailbox_poll does). One that hangs delays
 those after it in its chunk by at most its own IMAP timeout; after BUDGET seconds the chunk gives
 its unpolled mailboxes back (due again) and queues another chunk task to take them.
@@ -82,10 +83,12 @@ def _unfinished() -> Q:
     return Q(status__in=PENDING) | Q(status__in=DONE, post_processed_at__isnull=True)
 
 
-def _decide(cursor: FolderCursor, info: dict[bytes, Any]) -> str:
+def _decide(cursor: FolderCursor | None, info: dict[bytes, Any]) -> str:
     """IDLE, POLLED (read here) or HANDOFF, from the SELECT response and the folder's cursor."""
-    if int(info[b"UIDVALIDITY"]) != cursor.uidvalidity:
-        return HANDOFF  # renumbered: a resynchronisation by Message-ID, maybe long
+    if cursor is None or int(info[b"UIDVALIDITY"]) != cursor.uidvalidity:
+        # A first poll (the recent window) or a renumbered folder (a resynchronisation by
+        # Message-ID): bounded by the messages in the folder.
+        return POLLED if int(info.get(b"EXISTS", INLINE_NEW + 1)) <= INLINE_NEW else HANDOFF
     if b"UIDNEXT" not in info:
         return POLLED  # the reader searches
     new = int(info[b"UIDNEXT"]) - 1 - cursor.last_uid
@@ -174,8 +177,8 @@ def _lock(out: ChunkResult) -> list[tuple[Mailbox, locks.Lock]]:
 
 def _poll_one(mailbox: Mailbox, lock: locks.Lock, cursor: FolderCursor | None, unfinished: bool) -> str:
     """One mailbox of a chunk: its verdict, or "" when it failed (recorded on its row)."""
-    if cursor is None or unfinished:
-        return HANDOFF  # a first poll (the recent window) or a repair: both may be long
+    if unfinished:
+        return HANDOFF  # a repair of leftovers: may be long
     result = PollResult(mailbox=mailbox.pk)
     with log_context(tenant=mailbox.tenant.slug, mailbox=mailbox.pk):
         began = time.monotonic()

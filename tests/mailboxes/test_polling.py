@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from mailboxes import locks, polling, sessions
-from mailboxes.models import InboundMessage, Mailbox
+from mailboxes.models import FolderCursor, InboundMessage, Mailbox
 from mailboxes.reading import mailbox_poll
 from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
     append,
@@ -112,9 +112,11 @@ def test_it_reads_a_little_new_mail_itself_and_hands_off_the_rest(
     monkeypatch.setattr(polling, "INLINE_NEW", 2)
     few, many, repair, idle = readers(bob, dovecot, 4)
     fresh = make_reader(bob, dovecot)  # never polled: no cursor yet
+    full = make_reader(bob, dovecot)  # never polled either, more mail in the folder
     append(dovecot, few.email_address, message("quote few"))
     for n in range(3):
         append(dovecot, many.email_address, message(f"quote many {n}"))
+        append(dovecot, full.email_address, message(f"quote full {n}"))
     append(dovecot, repair.email_address, message("quote repair"))
     append(dovecot, fresh.email_address, message("quote fresh"))
     assert mailbox_poll(mailbox_id=repair.pk).new == 1
@@ -124,14 +126,16 @@ def test_it_reads_a_little_new_mail_itself_and_hands_off_the_rest(
 
     out = queue.run()
 
-    assert out.polled == [few.pk] and out.idle == [idle.pk]
+    assert sorted(out.polled) == sorted([few.pk, fresh.pk]) and out.idle == [idle.pk]
     assert [m.subject for m in stored(few)] == ["quote few"]  # read in the chunk, on its kept connection
-    assert sorted(queue.handed_off) == sorted([many.pk, repair.pk, fresh.pk])
-    assert stored(many) == [] and stored(fresh) == []
+    assert [m.subject for m in stored(fresh)] == ["quote fresh"]  # a first poll of a small folder too
+    assert FolderCursor.objects.filter(mailbox=fresh).exists()
+    assert sorted(queue.handed_off) == sorted([many.pk, repair.pk, full.pk])
+    assert stored(many) == [] and stored(full) == []
     for pk in queue.handed_off:  # what tasks.poll_mailbox runs; the chunk released their locks
         result = mailbox_poll(mailbox_id=pk)
         assert result.error == "" and result.skipped == ""
-    assert len(stored(many)) == 3 and len(stored(fresh)) == 1
+    assert len(stored(many)) == 3 and len(stored(full)) == 3
     assert InboundMessage.unscoped.get(mailbox=repair).status == InboundMessage.Status.PROCESSED
 
 
