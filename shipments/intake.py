@@ -8,15 +8,28 @@ data["shipment_ids"] (public ids) and data["shipments"] (numbers).
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailboxes.intake import CATEGORIES, IntakeContext, IntakeResult
 from mailboxes.models import InboundMessage
 
 from . import services
+from .excerpt import message_excerpt
+
+PREPARED = f"{__name__}.prepare"
+
+
+def prepare(raw: bytes, classification: Any) -> str:
+    """Ahead, in an intake worker (mailboxes/prepare.py): the excerpt a new shipment or an
+    activity of this message would show (a second parse of the message, pure)."""
+    return message_excerpt(raw)
 
 
 def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult:
     verdict = context.classification
-    outcome = services.message_intake(message=message, classification=verdict, batch=context.batch)
+    excerpt = context.prepared.get(PREPARED)
+    outcome = services.message_intake(message=message, classification=verdict, batch=context.batch,
+                                      excerpt=excerpt if isinstance(excerpt, str) else None)
     category = outcome.category if outcome.category in CATEGORIES else "other"
     records = {
         "shipment": len(outcome.created),

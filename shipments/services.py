@@ -547,8 +547,8 @@ def _email_text(classification: Any) -> str:
     return subject[:1000] or "(no subject)"
 
 
-def message_intake(*, message: InboundMessage, classification: Any, batch: dict[str, Any] | None = None
-                   ) -> IntakeOutcome:
+def message_intake(*, message: InboundMessage, classification: Any, batch: dict[str, Any] | None = None,
+                   excerpt: str | None = None) -> IntakeOutcome:
     """Act on a classified inbound message (inside the caller's transaction).
 
     - a reply to mail we sent about a shipment (In-Reply-To/References, or the subject tag), or to
@@ -561,7 +561,8 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
     Safe to run twice: the one-to-one source message and the unique (shipment, inbound message)
     activity make a second run find what the first made instead of making it again.
     `batch`: the intake batch's cache (IntakeContext.batch, one transaction): senders' contacts
-    are looked up once per batch there.
+    are looked up once per batch there. `excerpt`: message_excerpt(message.raw) when computed
+    already (the intake workers).
     """
     cache: dict[str, Any] = {} if batch is None else batch
     tenant = message.tenant
@@ -590,7 +591,7 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
     targets = list(thread)
     if not thread and category in ("quote", "pickup"):
         shipment, created = _shipment_from_message(
-            message=message, classification=classification, contact=outcome.contact, cache=cache
+            message=message, classification=classification, contact=outcome.contact, cache=cache, excerpt=excerpt,
         )
         if created:
             outcome.created.append(shipment)
@@ -603,7 +604,7 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
             outcome.unknown_refs = unknown
     text = _email_text(classification)
     if targets:
-        text = message_excerpt(message.raw) or text
+        text = (message_excerpt(message.raw) if excerpt is None else excerpt) or text
     for shipment in targets:
         activity, created = activity_record_inbound(shipment=shipment, message=message, text=text)
         if created:
@@ -750,7 +751,8 @@ def _source_remember(*, shipment: Shipment, cache: dict[str, Any]) -> None:
 
 
 def _shipment_from_message(
-    *, message: InboundMessage, classification: Any, contact: Contact | None, cache: dict[str, Any]
+    *, message: InboundMessage, classification: Any, contact: Contact | None, cache: dict[str, Any],
+    excerpt: str | None = None,
 ) -> tuple[Shipment, bool]:
     key = _message_key(message)
     same = Q(source_message=message) | (Q(source_message_key=key) if key else Q(pk__in=[]))
@@ -763,6 +765,8 @@ def _shipment_from_message(
     fields = to_dict() if callable(to_dict) else dict(extracted or {})
     confidence = getattr(classification, "confidence", None) or {}
     staff = message.mailbox.staff
+    if excerpt is None:
+        excerpt = message_excerpt(message.raw)
     pending = _pending_for(tenant=message.tenant, cache=cache)
     if pending is not None:
         customer = contact.customer if contact else None
@@ -773,7 +777,7 @@ def _shipment_from_message(
             customer=customer, contact=contact, source_message=message, values=_clean_fields(fields),
             extraction_confidence=jsonable(confidence),
         )
-        note = "\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p)
+        note = "\n\n".join(p for p in ("Created from e-mail.", excerpt) if p)
         pending.add(shipment, _first_activity(shipment, source_message=message, actor=None, note=note))
         _source_remember(shipment=shipment, cache=cache)
         return shipment, True
@@ -782,7 +786,7 @@ def _shipment_from_message(
             tenant=message.tenant, status=status, assigned_to=staff,
             customer=contact.customer if contact else None, contact=contact,
             source_message=message, fields=fields, extraction_confidence=jsonable(confidence),
-            note="\n\n".join(p for p in ("Created from e-mail.", message_excerpt(message.raw)) if p),
+            note="\n\n".join(p for p in ("Created from e-mail.", excerpt) if p),
         )
     except IntegrityError:
         # Another transaction filed this message (or a copy of it) first: the unique source said no.

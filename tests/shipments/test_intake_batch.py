@@ -179,3 +179,32 @@ def test_it_numbers_a_batch_after_shipments_made_meanwhile_elsewhere(acme: Tenan
     sequences = sorted(Shipment.objects.for_tenant(acme).values_list("sequence", flat=True))
     assert sequences == list(range(1, len(sequences) + 1))  # no gap, no reuse
     assert later.sequence == sequences[-1]
+
+
+def test_it_makes_the_same_with_what_the_intake_workers_prepared(
+    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailboxes.classification import tenant_rules
+    from mailboxes.intake import intake_preparers
+    from mailboxes.prepare import _prepare
+    from shipments import services
+
+    prepared_ids = store_corpus(make_mailbox(alice, "dispatch@acme.test"))
+    alone = store_corpus(make_mailbox(charlie, "dispatch@acme.test"))
+    raws = dict(InboundMessage.objects.for_tenant(acme).filter(pk__in=prepared_ids).values_list("pk", "raw"))
+    # What the workers compute (mailboxes/prepare.py), computed here: the classification and the
+    # handlers' companions (the shipments excerpt, the documents' text).
+    ready = dict(_prepare([(pk, bytes(raw)) for pk, raw in raws.items()], acme.ref_prefix, tenant_rules(acme),
+                          intake_preparers()))
+    assert all("shipments.intake.prepare" in p.extras for p in ready.values() if not p.noise)
+    excerpts: list[int] = []
+    real = services.message_excerpt
+    monkeypatch.setattr(services, "message_excerpt", lambda raw: excerpts.append(1) or real(raw))
+
+    messages_process(message_ids=prepared_ids, prepared=ready.get)
+    assert excerpts == []  # every excerpt came from the workers
+    for pk in alone:
+        message_process(message_id=pk)
+
+    assert outcome(acme) == outcome(globex)
+    assert excerpts
