@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -68,16 +68,29 @@ def shipments_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> list[Shipment]
     return [found[n] for n in numbers if n in found]
 
 
-def shipments_for_numbers(*, tenant: Tenant, tokens: set[str]) -> list[tuple[Shipment, str]]:
-    """The tenant's shipments whose BOL, PO or PRO number is one of `tokens`, each with what matched."""
-    if not tokens:
-        return []
-    rows = cast(list[Shipment], list(
+_NUMBERED_LIMIT = 50
+
+
+def _numbered_query(tenant: Tenant, tokens: set[str]) -> Any:
+    return (
         Shipment.objects.for_tenant(tenant)
         .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))
         .filter(Q(bol__in=tokens) | Q(po__in=tokens) | Q(pro__in=tokens))
-        .order_by("-created_at", "-id")[:50]
-    ))
+        .order_by("-created_at", "-id")
+    )
+
+
+def shipments_for_numbers(*, tenant: Tenant, tokens: set[str], prefetched: Prefetched | None = None
+                          ) -> list[tuple[Shipment, str]]:
+    """The tenant's shipments whose BOL, PO or PRO number is one of `tokens`, each with what matched."""
+    if not tokens:
+        return []
+    if prefetched is not None and prefetched.numbered is not None:
+        # The same rows in the same order as the query, from the batch's one query (prefetch()).
+        rows = [s for s in prefetched.numbered
+                if {s.bol, s.po, s.pro} & tokens][:_NUMBERED_LIMIT]  # type: ignore[attr-defined]
+    else:
+        rows = cast(list[Shipment], list(_numbered_query(tenant, tokens)[:_NUMBERED_LIMIT]))
     out: list[tuple[Shipment, str]] = []
     for shipment in rows:
         for label, value in (("BOL", shipment.bol), ("PO", shipment.po), ("PRO", shipment.pro)):  # type: ignore[attr-defined]
@@ -102,32 +115,74 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def _by_number(*, tenant: Tenant, groups: list[list[str]]) -> list[list[Shipment]]:
+def _by_number(*, tenant: Tenant, groups: list[list[str]], prefetched: Prefetched | None = None
+               ) -> list[list[Shipment]]:
     """Each group of shipment numbers as the tenant's shipments (unknown numbers dropped, first
-    mention first), all groups in one query."""
+    mention first), all groups in one query (or none: prefetched for the batch)."""
     wanted = {number for group in groups for number in group}
-    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)} if wanted else {}
+    if prefetched is not None:
+        found = prefetched.by_number
+    else:
+        found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)} if wanted else {}
     return [[found[n] for n in dict.fromkeys(group) if n in found] for group in groups]
+
+
+@dataclass
+class Prefetched:
+    """What find_match asks the database for, asked once for many documents of one tenant."""
+
+    by_number: dict[str, Shipment]
+    numbered: list[Shipment] | None  # None: too many rows to hold, find_match queries per document
+
+
+def _evidence(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]
+              ) -> tuple[list[list[str]], set[str]]:
+    """The shipment-number groups and the BOL/PO/PRO tokens find_match looks up for a document."""
+    prefix = tenant.ref_prefix
+    groups = [
+        _numbers(tenant, [str(r) for r in _as_list(hints.get("refs"))]),
+        _numbers(tenant, classifier.find_refs(filename, prefix)),
+        _numbers(tenant, classifier.find_refs(text, prefix)),
+        [str(n) for n in _as_list(hints.get("shipments"))],
+    ]
+    return groups, number_tokens(name_words(filename), filename, text)
+
+
+_PREFETCH_MAX_ROWS = 2000
+
+
+def prefetch(*, tenant: Tenant, documents: Iterable[tuple[str, str, dict[str, object]]]) -> Prefetched:
+    """find_match's lookups for many (filename, text, hints) of one tenant in two queries."""
+    numbers: set[str] = set()
+    tokens: set[str] = set()
+    for filename, text, hints in documents:
+        groups, found = _evidence(tenant=tenant, filename=filename, text=text, hints=hints)
+        numbers.update(n for group in groups for n in group)
+        tokens |= found
+    by_number = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)} if numbers else {}
+    numbered: list[Shipment] | None = []
+    if tokens:
+        numbered = cast(list[Shipment], list(_numbered_query(tenant, tokens)[:_PREFETCH_MAX_ROWS + 1]))
+        if len(numbered) > _PREFETCH_MAX_ROWS:
+            numbered = None
+    return Prefetched(by_number=by_number, numbered=numbered)
 
 
 def _numbers(tenant: Tenant, refs: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(shipment_numbers_for_refs(tenant=tenant, refs=refs).values()))
 
 
-def find_match(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]) -> Match:
-    prefix = tenant.ref_prefix
+def find_match(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object],
+               prefetched: Prefetched | None = None) -> Match:
+    """`prefetched`: prefetch() of a batch of documents that includes this one (no queries here)."""
     # The shipments named by number - the message's refs, those it was filed on, refs in the file
     # name and in the text - in one query (they were four: this runs for every document read).
-    hint_refs, in_name, in_text, filed = _by_number(tenant=tenant, groups=[
-        _numbers(tenant, [str(r) for r in _as_list(hints.get("refs"))]),
-        _numbers(tenant, classifier.find_refs(filename, prefix)),
-        _numbers(tenant, classifier.find_refs(text, prefix)),
-        [str(n) for n in _as_list(hints.get("shipments"))],
-    ])
+    groups, tokens = _evidence(tenant=tenant, filename=filename, text=text, hints=hints)
+    hint_refs, in_name, in_text, filed = _by_number(tenant=tenant, groups=groups, prefetched=prefetched)
     filed.sort(key=lambda s: (s.created_at, s.pk), reverse=True)  # hinted_shipments' order
     hinted = hint_refs + [s for s in filed if s.pk not in {h.pk for h in hint_refs}]
     hinted_ids = {s.pk for s in hinted}
-    numbered = shipments_for_numbers(tenant=tenant, tokens=number_tokens(name_words(filename), filename, text))
+    numbered = shipments_for_numbers(tenant=tenant, tokens=tokens, prefetched=prefetched)
     levels: list[tuple[str, list[tuple[Shipment, str]]]] = [
         ("file name", [(s, s.number) for s in in_name]),
         ("document text", [(s, s.number) for s in in_text]),

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -438,19 +438,60 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
             left.append(document.pk)
     if outcomes:
         with transaction.atomic():
-            locked = (Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
-                      .filter(pk__in=list(outcomes), status=Status.PENDING).order_by("pk"))
+            locked = list(Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
+                          .filter(pk__in=list(outcomes), status=Status.PENDING).order_by("pk"))
+            prefetched = _match_prefetch(locked, outcomes)
             for document in locked:
                 outcome = outcomes[document.pk]
                 if isinstance(outcome, str):
                     document.status = Status.FAILED
                     document.error = outcome[:2000]
                     document.processed_at = timezone.now()
-                    document.save(update_fields=["status", "error", "processed_at"])
                     logger.info("document %s failed: %s", document.pk, outcome)
                 else:
-                    _record_result(document, outcome)
+                    _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id), save=False)
+            _documents_write(locked)
     return left
+
+
+# What _record_result and a failure may change on a document.
+_OUTCOME_FIELDS = ("extracted_text", "kind", "status", "error", "processed_at", "candidates", "shipment",
+                   "match_state", "matched_via", "matched_by", "matched_at")
+
+
+def _documents_write(documents: Sequence[Document]) -> None:
+    """The outcome columns of locked documents: one UPDATE per row, sent in one pipeline (one round
+    trip; the columns a document's outcome did not touch are written back as they were read)."""
+    if not documents:
+        return
+    fields = [Document._meta.get_field(name) for name in _OUTCOME_FIELDS]
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    # Table and column names come from the model, never from input.
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)  # type: ignore[union-attr]
+    table, key = quote(Document._meta.db_table), quote(Document._meta.pk.column)  # type: ignore[union-attr]
+    rows = [[f.get_db_prep_save(getattr(d, f.attname), connection) for f in fields] + [d.pk]  # type: ignore[union-attr]
+            for d in documents]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {key} = %s", rows)  # noqa: S608
+
+
+def _match_prefetch(documents: list[Document], outcomes: dict[int, extract.Extraction | str]
+                    ) -> dict[int, matching.Prefetched]:
+    """matching.prefetch per tenant for the documents _record_result will try to match."""
+    wanted: dict[int, list[Document]] = {}
+    for document in documents:
+        if isinstance(outcomes[document.pk], extract.Extraction) and _will_match(document):
+            wanted.setdefault(document.tenant_id, []).append(document)
+    return {
+        tenant_id: matching.prefetch(tenant=group[0].tenant, documents=[
+            (d.filename, cast(extract.Extraction, outcomes[d.pk]).text, d.hints or {}) for d in group])
+        for tenant_id, group in wanted.items()
+    }
+
+
+def _will_match(document: Document) -> bool:
+    return document.match_state == MatchState.UNMATCHED and document.shipment_id is None
 
 
 def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
@@ -463,23 +504,27 @@ def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
     return document
 
 
-def _record_result(document: Document, result: extract.Extraction) -> None:
-    """Write what was read of a locked, pending document, matching it when the evidence says so."""
+def _record_result(document: Document, result: extract.Extraction, *, prefetched: matching.Prefetched | None = None,
+                   save: bool = True) -> None:
+    """Write what was read of a locked, pending document, matching it when the evidence says so.
+    `prefetched`: matching.prefetch() of a batch that includes it; save=False: the caller writes
+    the _OUTCOME_FIELDS (_documents_write)."""
     document.extracted_text = result.text
     document.kind = _refined_kind(document.kind, result)
     document.status = Status.PROCESSED
     document.error = ""
     document.processed_at = timezone.now()
     fields = ["extracted_text", "kind", "status", "error", "processed_at"]
-    if document.match_state == MatchState.UNMATCHED and document.shipment_id is None:
+    if _will_match(document):
         found = matching.find_match(tenant=document.tenant, filename=document.filename, text=result.text,
-                                    hints=document.hints or {})
+                                    hints=document.hints or {}, prefetched=prefetched)
         document.candidates = found.candidates
         fields.append("candidates")
         if found.shipment is not None:
             _match(document, shipment=found.shipment, staff=None, via=found.via)
             fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
-    document.save(update_fields=fields)
+    if save:
+        document.save(update_fields=fields)
     logger.info("document %s processed: kind %s, %s", document.pk, document.kind,
                 f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
 
