@@ -35,6 +35,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, ROOT, App, Options, Table, Testbed, median, ratio, write_result
@@ -141,6 +142,16 @@ class Worker:
                     return
             time.sleep(0.2)
         raise RuntimeError("celery worker not ready")
+
+    def children_rss_mb(self) -> list[float]:
+        """Resident memory of the pool's processes (they hold the kept connections), from /proc."""
+        sizes = []
+        for pid in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        sizes.append(int(line.split()[1]) / 1024)
+        return sizes
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -263,6 +274,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
     cycle_logins: list[int] = []
     try:
         worker.wait_ready()
+        rss_ready = worker.children_rss_mb()
         before = logins(tb)
         first = cycle(ids)  # cursors made: the first poll of each mailbox searches its window
         # The first poll of a mailbox (no cursor) is handed to a poll task of its own: a cycle is
@@ -272,6 +284,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
             before = logins(tb)
             steady.append(cycle(ids))
             cycle_logins.append(logins(tb) - before)
+        rss = worker.children_rss_mb()
         # A worker restart (a deploy): the cursors are there, every connection is new.
         worker.stop()
         worker = Worker(app, keep)
@@ -300,6 +313,8 @@ def run(app: App, opts: Options) -> dict[str, Any]:
     table.add(f"ours: cycles 2, 3, 4, 5 (up to {keep} kept connections per process)",
               ", ".join(f"{c:.1f}" for c in steady), "", "")
     table.add("ours: new logins in cycles 2, 3, 4, 5", ", ".join(str(n) for n in cycle_logins), "", "")
+    table.add("ours: resident memory of the 2 worker processes, MB (ready -> after the cycles)",
+              f"{', '.join(f'{r:.0f}' for r in rss_ready)} -> {', '.join(f'{r:.0f}' for r in rss)}", "", "")
     table.add(f"ours: the cycle after a worker restart (every connection new: {restart_logins} logins)", restart,
               1000 * restart / m, "")
     table.add("baseline: connect+TLS+LOGIN+SELECT+LOGOUT, 2 processes", base_s, 1000 * base_s / m, 4)
@@ -314,6 +329,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
     path = write_result("idle", {
         "mailboxes": m, "cycle_seconds": steady, "first_cycle_seconds": first, "cycle_logins": cycle_logins,
         "steady_cycle_seconds": cycle_s, "restart_cycle_seconds": restart, "restart_cycle_logins": restart_logins,
+        "worker_rss_mb": rss, "worker_rss_ready_mb": rss_ready,
         "baseline_seconds": base_s,
         "imap_commands_per_poll": dict(commands), "cursors": cursors, "mailbox_errors": errors,
         "celery": "celery -A tms worker --concurrency 2 --pool prefork, Redis broker", "idle": idle,

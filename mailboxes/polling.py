@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -61,6 +60,12 @@ logger = logging.getLogger(__name__)
 CHUNK = 50  # mailboxes per chunk task: ~50 ms of work when idle, and a hang stays local to 49 others
 INLINE_NEW = 20  # new messages a chunk reads itself; more go to a poll task of their own
 BUDGET = 30  # seconds; a chunk past this gives its unpolled mailboxes back
+# The chunk task's time limits (tasks/poll.py), and the life of the locks it takes for its
+# mailboxes: a chunk cannot outlive its hard limit, so its locks never expire under it, and a
+# killed chunk (its process lost) blocks its mailboxes for 2 minutes, not MAILBOX_POLL_LOCK_TTL.
+# A mailbox read in the chunk extends its lock to MAILBOX_POLL_LOCK_TTL per batch (FolderReader).
+SOFT_TIME_LIMIT = BUDGET * 3
+TIME_LIMIT = BUDGET * 4
 
 
 @dataclass
@@ -163,7 +168,7 @@ def _lock(out: ChunkResult) -> list[tuple[Mailbox, locks.Lock]]:
             out.skipped.append(pk)
         else:
             boxes.append(mailbox)
-    held = locks.acquire_many([locks.mailbox_poll_key(m.pk) for m in boxes], ttl=settings.MAILBOX_POLL_LOCK_TTL)
+    held = locks.acquire_many([locks.mailbox_poll_key(m.pk) for m in boxes], ttl=TIME_LIMIT)
     mine: list[tuple[Mailbox, locks.Lock]] = []
     for mailbox in boxes:
         lock = held[locks.mailbox_poll_key(mailbox.pk)]

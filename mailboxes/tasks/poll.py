@@ -39,8 +39,8 @@ def poll_due_mailboxes() -> int:
 @shared_task(
     name="mailboxes.poll_due_chunk",
     ignore_result=True,
-    soft_time_limit=polling.BUDGET * 3,
-    time_limit=polling.BUDGET * 4,
+    soft_time_limit=polling.SOFT_TIME_LIMIT,
+    time_limit=polling.TIME_LIMIT,
 )
 def poll_due_chunk() -> dict[str, int]:
     """Claim and poll up to polling.CHUNK due mailboxes."""
