@@ -1,4 +1,4 @@
-"""IMAP connections kept open across polls, per process (reading.mailbox_poll only).
+"""IMAP connections kept open across polls, per process (reading.py's polls: mailbox_poll and polling.py's chunks).
 
 An idle poll that logs in every time is bound by TCP + TLS + LOGIN (PERF-NOTES: 12.4 ms against
 0.33 ms for a NOOP on a kept connection). This cache keeps up to MAILBOX_IMAP_KEEP_CONNECTIONS
@@ -14,6 +14,8 @@ No NOOP is sent first: every poll starts with SELECT, which proves the connectio
 and a SELECT that fails on a reused connection is retried once on a new login (reading._poll).
 That is one round trip per idle poll instead of two.
 Any error during a poll closes and drops the connection (never reuse one in an unknown state).
+The scheduler's chunks (polling.py) claim the mailboxes this process keeps connections for first
+(kept_ids), so a process meets its own connections: size the cache to the mailboxes per process.
 The IDLE watcher (idle.py) keeps its own connections and never uses this cache.
 """
 
