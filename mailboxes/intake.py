@@ -78,6 +78,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CATEGORIES = ("quote", "pickup", "operations", "other")
+# IntakeContext.batch key: {message id: classification} of the batch's messages whose verdict the
+# intake workers computed ahead (prepare.py; possibly none), for handlers that prefetch by it.
+BATCH_CLASSIFICATIONS = "mailboxes.classifications"
 DONE = (InboundMessage.Status.PROCESSED, InboundMessage.Status.IGNORED)
 BATCH_MESSAGES = "mailboxes.messages"
 BATCH_FLUSH = "mailboxes.flush"
@@ -339,16 +342,29 @@ def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None 
         ours = frozenset(
             OutboundMessage.unscoped.filter(message_id__in=wanted).values_list("message_id", flat=True)
         ) if wanted else frozenset()
-        batch: dict[str, Any] = {BATCH_MESSAGES: messages}
+        ready = _prepared_for(messages, prepared)
+        batch: dict[str, Any] = {BATCH_MESSAGES: messages, BATCH_CLASSIFICATIONS: {
+            pk: found.classification for pk, found in ready.items()}}
         for message in messages:
             current[:] = [message.pk]
             with log_context(inbound=message.pk):
-                ready = prepared(message.pk) if prepared is not None else None
-                _run_intake(message, ours=ours, save=False, batch=batch, prepared=ready)
+                _run_intake(message, ours=ours, save=False, batch=batch, prepared=ready.get(message.pk))
         current.clear()
         _batch_flush(batch)
         _outcomes_save(messages)
     return {message.pk: ProcessOutcome(message.status, message.category) for message in messages}
+
+
+def _prepared_for(messages: Sequence[InboundMessage], prepared: Prepare | None) -> dict[int, Prepared]:
+    """The verdicts computed ahead for these messages, only those made from the bytes stored."""
+    if prepared is None:
+        return {}
+    out: dict[int, Prepared] = {}
+    for message in messages:
+        found = prepared(message.pk)
+        if found is not None and found.fits(message.raw):
+            out[message.pk] = found
+    return out
 
 
 def _outcomes_save(messages: Sequence[InboundMessage]) -> None:
@@ -564,7 +580,7 @@ def _apply(client: IMAPClient, mailbox: Mailbox, *, action: str, uid_set: str, f
 
 
 __all__ = [
-    "BATCH_FLUSH", "BATCH_MESSAGES",
+    "BATCH_CLASSIFICATIONS", "BATCH_FLUSH", "BATCH_MESSAGES",
     "ArchiveFolders", "Handler", "IntakeContext", "IntakeResult", "ProcessOutcome", "classify_handler",
     "inbound_message_retry", "inbound_messages_needing_attention", "intake_handlers", "message_process",
     "messages_post_process", "messages_process", "noise_reason", "uid_ranges",

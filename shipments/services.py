@@ -598,7 +598,7 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
         outcome.touched.append(shipment.number)
         outcome.touched_ids.append(str(shipment.public_id))
     if category == "operations" or thread:
-        known, unknown = _referenced_shipments(tenant=tenant, classification=classification)
+        known, unknown = _referenced_shipments(tenant=tenant, classification=classification, cache=cache)
         targets += [s for s in known if s not in targets]
         if category == "operations":
             outcome.unknown_refs = unknown
@@ -647,12 +647,47 @@ def _filed_add(filed: FiledMessage, *, cache: dict[str, Any] | None) -> None:
     rows.append(filed)
 
 
-def _referenced_shipments(*, tenant: Tenant, classification: Any) -> tuple[list[Shipment], list[str]]:
-    """The tenant's shipments the classifier found refs to, and the refs that name none."""
+_REFS = "shipments.refs"
+
+
+def _referenced_shipments(*, tenant: Tenant, classification: Any, cache: dict[str, Any] | None = None
+                          ) -> tuple[list[Shipment], list[str]]:
+    """The tenant's shipments the classifier found refs to, and the refs that name none.
+
+    In an intake batch whose verdicts the workers computed (BATCH_CLASSIFICATIONS), the first
+    call looks up the refs of all of them in one query; the answer is dropped whenever the batch
+    inserts shipments (_refs_forget), so it never misses one made since."""
     refs = shipment_numbers_for_refs(tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ())
-    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=set(refs.values()))}
+    wanted = set(refs.values())
+    found = _refs_prefetched(tenant=tenant, wanted=wanted, cache=cache)
+    if found is None:
+        found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)}
     known = [found[n] for n in dict.fromkeys(refs.values()) if n in found]
     return known, [ref for ref, number in refs.items() if number not in found]
+
+
+def _refs_prefetched(*, tenant: Tenant, wanted: set[str], cache: dict[str, Any] | None) -> dict[str, Shipment] | None:
+    """{number: shipment} covering `wanted` from the batch's one lookup, or None (query yourself)."""
+    from mailboxes.intake import BATCH_CLASSIFICATIONS
+
+    verdicts = (cache or {}).get(BATCH_CLASSIFICATIONS)
+    if not wanted or not verdicts or cache is None:
+        return None
+    entry: tuple[set[str], dict[str, Shipment]] | None = cache.setdefault(_REFS, {}).get(tenant.pk)
+    if entry is None:
+        numbers = set(wanted)
+        for verdict in verdicts.values():
+            numbers.update(shipment_numbers_for_refs(
+                tenant=tenant, refs=getattr(verdict, "shipment_refs", None) or ()).values())
+        rows = Shipment.objects.for_tenant(tenant).filter(number__in=numbers)
+        entry = (numbers, {s.number: s for s in rows})
+        cache[_REFS][tenant.pk] = entry
+    covered, found = entry
+    return found if wanted <= covered else None
+
+
+def _refs_forget(*, tenant_id: int, cache: dict[str, Any]) -> None:
+    (cache.get(_REFS) or {}).pop(tenant_id, None)
 
 
 def _sender(message: InboundMessage, classification: Any) -> tuple[str, str]:
@@ -792,6 +827,7 @@ def _shipment_from_message(
         # Another transaction filed this message (or a copy of it) first: the unique source said no.
         return Shipment.objects.for_tenant(message.tenant).get(same), False
     _source_remember(shipment=shipment, cache=cache)
+    _refs_forget(tenant_id=message.tenant_id, cache=cache)
     return shipment, True
 
 
@@ -886,3 +922,4 @@ def _pending_flush_if_named(*, tenant: Tenant, cache: dict[str, Any], ids: Itera
     variants = set(_id_variants(i for i in ids if i))
     if pending.named(ids=variants, numbers=set(numbers)):
         pending.write()
+        _refs_forget(tenant_id=tenant.pk, cache=cache)

@@ -128,8 +128,8 @@ def store_raw(mailbox: Mailbox, raws: list[bytes], first_uid: int = 1) -> list[i
 
 
 def same_batch_thread(tenant: Tenant) -> list[bytes]:
-    """A pickup request, then in the same batch a reply to it and an update naming the shipment
-    it makes (the tenant's second: one exists already)."""
+    """An update on the tenant's first shipment, a pickup request, then in the same batch a reply
+    to it and an update naming the shipment it makes (the tenant's second)."""
     request_id = f"<req-{uuid.uuid4().hex}@shipper.test>"
     request = re.sub(rb"(?im)^Message-ID:[^\r\n]*", b"Message-ID: " + request_id.encode(),
                      (CORPUS / "002.eml").read_bytes(), count=1)
@@ -142,22 +142,36 @@ def same_batch_thread(tenant: Tenant) -> list[bytes]:
                 f"Message-ID: <{uuid.uuid4().hex}@shipper.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n"
                 f"{extra}\r\n{body}\r\n").encode()
 
+    first = shipment_number_format(tenant=tenant, sequence=1)
     return [
+        mail(f"{first} delivered", f"Shipment {first} was delivered this morning, POD to follow."),
         request,
         mail("Re: pickup", "Can you confirm the driver for this one?", f"In-Reply-To: {request_id}\r\n"),
         mail(f"{number} delivered", f"Shipment {number} was delivered this morning, POD to follow."),
     ]
 
 
+def prepared_ahead(tenant: Tenant, ids: list[int]) -> Any:
+    """What the intake workers compute for these messages (mailboxes/prepare.py), computed here."""
+    from mailboxes.classification import tenant_rules
+    from mailboxes.intake import intake_preparers
+    from mailboxes.prepare import _prepare
+
+    raws = dict(InboundMessage.objects.for_tenant(tenant).filter(pk__in=ids).values_list("pk", "raw"))
+    return dict(_prepare([(pk, bytes(raw)) for pk, raw in raws.items()], tenant.ref_prefix, tenant_rules(tenant),
+                         intake_preparers())).get
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["classified here", "classified by the workers"])
 def test_it_files_replies_to_a_shipment_made_earlier_in_the_same_batch(
-    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff
+    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff, ahead: bool
 ) -> None:
     for tenant in (acme, globex):
         shipment_create(tenant=tenant)  # the tenant's counter exists: the batch numbers its own
     batched = store_raw(make_mailbox(alice, "dispatch@acme.test"), same_batch_thread(acme))
     alone = store_raw(make_mailbox(charlie, "dispatch@acme.test"), same_batch_thread(globex))
 
-    messages_process(message_ids=batched)
+    messages_process(message_ids=batched, prepared=prepared_ahead(acme, batched) if ahead else None)
     for pk in alone:
         message_process(message_id=pk)
 
@@ -165,8 +179,8 @@ def test_it_files_replies_to_a_shipment_made_earlier_in_the_same_batch(
     assert made == outcome(globex)
     number = shipment_number_format(tenant=acme, sequence=2)
     assert [(n, uid) for n, uid, *_ in made["shipments"]] == [(shipment_number_format(tenant=acme, sequence=1), None),
-                                                               (number, 1)]
-    assert sorted(uid for n, kind, uid in made["activities"] if n == number) == [1, 2, 3]
+                                                               (number, 2)]
+    assert sorted(uid for n, kind, uid in made["activities"] if n == number) == [2, 3, 4]
 
 
 def test_it_numbers_a_batch_after_shipments_made_meanwhile_elsewhere(acme: Tenant, alice: Staff) -> None:
