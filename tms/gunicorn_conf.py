@@ -5,8 +5,9 @@
   process) plus a few database round trips, so a second process per core fills the waits; more
   processes only add memory. Measured with 50 clients on 2 cores (bench/README.md, "Pages"): the
   threaded worker (gthread, keep-alive) served about as many pages a second, but each process keeps
-  the connections it accepted, so clients queued behind a busy process while another idled (p99 2-3x
-  p50); sync workers take each request from the one shared accept queue, first come first served.
+  the connections it accepted, so clients queue behind a busy process while another idles (p95 2-3x
+  the p50); sync workers take each request from the one shared accept queue, first come first served
+  (p95 1.1-1.7x the p50).
 - No keep-alive with sync workers: the TLS-terminating proxy in front keeps the clients' connections.
 - `timeout`: a worker stuck for 60 s is killed and replaced (the longest page is far below that).
 """
