@@ -5,6 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
+from .auth import needs_reconnect
 from .models import Mailbox
 from .selectors import mailboxes_needing_reconnect
 
@@ -17,6 +18,8 @@ def mailbox_alerts(request: HttpRequest) -> dict[str, Any]:
     staff = getattr(request, "staff", None)
     if staff is None:
         return {}
+    if not needs_reconnect(request.user):  # said by the user's own query (auth.StaffMailboxBackend)
+        return {"mailboxes_needing_reconnect": []}
 
     def load() -> list[Mailbox]:
         return list(mailboxes_needing_reconnect(staff=staff))

@@ -22,6 +22,7 @@ from tms.accounts.models import Staff
 from tms.accounts.views import add_validation_errors, staff_required
 
 from . import oauth, selectors, services
+from .auth import needs_reconnect
 from .forms import MailboxConnectForm, MailboxEditForm, initial_for
 from .models import Mailbox, Provider
 from .providers import ProviderError
@@ -56,7 +57,8 @@ def _profile_page(request: HttpRequest, form: MailboxConnectForm | None = None, 
         "profile_staff": staff,
         "page": page,
         "mailboxes": page.object_list,
-        "reauth": list(selectors.mailboxes_needing_reconnect(staff=staff)),  # on every page of the list
+        # the banners, on every page of the list; none to look for when the user's query said so
+        "reauth": list(selectors.mailboxes_needing_reconnect(staff=staff)) if needs_reconnect(request.user) else [],
         "connect_form": form or MailboxConnectForm(),
         "dialog_open": form is not None,
         "google_ready": oauth.is_configured(oauth.GOOGLE),

@@ -192,8 +192,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-# ModelBackend whose per-request user lookup also loads the Staff and Tenant (one query, not two).
-AUTHENTICATION_BACKENDS = ["tms.accounts.backends.StaffModelBackend"]
+# ModelBackend whose per-request user lookup also loads the Staff and Tenant and whether a mailbox
+# needs reconnecting (one query, not three: tms/accounts/backends.py, mailboxes/auth.py).
+AUTHENTICATION_BACKENDS = ["mailboxes.auth.StaffMailboxBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
