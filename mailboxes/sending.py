@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import email.policy
+import functools
 import io
 import logging
 import queue
@@ -319,6 +320,7 @@ _WIRE = email.policy.compat32.clone(linesep="\r\n", mangle_from_=False)
 _PLAIN_HEADER = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 
 
+@functools.lru_cache(maxsize=512)  # a batch's From and Reply-To are the same for every message
 def _header_line(name: str, value: str) -> str:
     """One header as it goes on the wire: "Name: value" CRLF, encoded and folded when needed."""
     if len(name) + len(value) <= 76 and "=?" not in value and _PLAIN_HEADER.fullmatch(value):
