@@ -61,14 +61,14 @@ def shipment_list(request: HttpRequest) -> HttpResponse:
             mine=bool(data["mine"]), status=data["status"], customer=data["customer"], q=data["q"]
         )
     qs = selectors.shipment_list(tenant=tenant, staff=_staff(request), filters=filters)
-    qs = qs.only(*selectors.SHIPMENT_LIST_COLUMNS)
     if form.is_bound and not form.is_valid():
         qs = qs.none()  # a bad filter value (an unknown status or customer) matches nothing
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.shipment_list_values(qs), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "shipments/shipment_list.html", {
-        "form": form, "page": page, "shipments": page.object_list, "query": query.urlencode(),
+        "form": form, "page": page, "shipments": [selectors.shipment_list_row(v) for v in page.object_list],
+        "query": query.urlencode(),
     })
 
 
