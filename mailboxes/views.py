@@ -29,8 +29,6 @@ from .providers import ProviderError
 
 SESSION_PREFIX = "mailbox_oauth:"
 PROFILE_PAGE_SIZE = 50
-PROFILE_COLUMNS = ("public_id", "email_address", "is_default", "provider", "permission", "post_processing", "status",
-                   "last_read_at", "access_token_expires_at", "last_error", "last_error_at")
 MAX_PENDING_SIGNINS = 5
 SIGNIN_MAX_AGE = 30 * 60
 
@@ -50,13 +48,12 @@ def _profile_page(request: HttpRequest, form: MailboxConnectForm | None = None, 
     staff = _staff(request)
     # A page of mailboxes (a staff member has one to three; a shared inbox account may have many):
     # the page's cost stays that of PROFILE_PAGE_SIZE rows (bench/README.md, "Pages").
-    # The columns the list shows (templates/mailboxes/profile.html); the secrets are not even decrypted.
-    rows = selectors.mailboxes_of_staff(staff=staff).only(*PROFILE_COLUMNS)
+    rows = selectors.mailbox_list_values(selectors.mailboxes_of_staff(staff=staff))
     page = Paginator(rows, PROFILE_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "profile_staff": staff,
         "page": page,
-        "mailboxes": page.object_list,
+        "mailboxes": [selectors.mailbox_list_row(values) for values in page.object_list],
         # the banners, on every page of the list; none to look for when the user's query said so
         "reauth": list(selectors.mailboxes_needing_reconnect(staff=staff)) if needs_reconnect(request.user) else [],
         "connect_form": form or MailboxConnectForm(),

@@ -13,6 +13,7 @@ from django.db.models.functions import Lower
 
 from mailboxes.models import InboundMessage
 from tms.accounts.models import Staff, Tenant
+from tms.rows import Row
 
 from .models import Activity, Contact, Customer, CustomerDomain, FiledMessage, Shipment, Status, place
 
@@ -83,21 +84,9 @@ def shipment_list_values(qs: QuerySet[Shipment]) -> QuerySet[Any]:
     return qs.select_related(None).values(*SHIPMENT_LIST_VALUES)
 
 
-class ShipmentRow(dict[str, Any]):
-    """One row of the list page. A dict, which the template engine reads first and fastest (a model
-    or dataclass costs it a caught TypeError per lookup); its keys also read as attributes."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def shipment_list_row(values: dict[str, Any]) -> ShipmentRow:
-    return ShipmentRow({
+def shipment_list_row(values: dict[str, Any]) -> Row:
+    """One row of the list page (a Row: the template engine's fastest lookup)."""
+    return Row({
         "public_id": values["public_id"], "number": values["number"], "status": values["status"],
         "status_label": _STATUS_LABELS.get(values["status"], values["status"]), "pickup_date": values["pickup_date"],
         "origin": place(values["origin_city"], values["origin_state"], values["origin_postal_code"]),
