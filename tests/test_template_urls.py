@@ -61,3 +61,11 @@ def test_it_escapes_the_url_as_url_does() -> None:
     template = "{% load tms_urls %}{% row_url 'odd' id %} {% url 'odd' id %}"
     ours, django = Template(template).render(Context({"id": key})).split(" ")
     assert ours == django == f"/a&amp;b/{key}/"
+
+
+def test_it_follows_a_changed_url_configuration() -> None:
+    key = uuid.uuid4()
+    assert row_url("shipment-detail", key) == f"/shipments/{key}/"
+    with override_settings(ROOT_URLCONF="tests.urls_ampersand"):
+        assert row_url("shipment-detail", key) == f"/elsewhere/{key}/" == reverse("shipment-detail", args=[key])
+    assert row_url("shipment-detail", key) == f"/shipments/{key}/"

@@ -3,4 +3,7 @@
 from django.http import HttpResponse
 from django.urls import path
 
-urlpatterns = [path("a&b/<uuid:id>/", lambda request, id: HttpResponse(), name="odd")]
+urlpatterns = [
+    path("a&b/<uuid:id>/", lambda request, id: HttpResponse(), name="odd"),
+    path("elsewhere/<uuid:id>/", lambda request, id: HttpResponse(), name="shipment-detail"),
+]

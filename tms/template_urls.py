@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.template.base import FilterExpression, Parser, Token
 from django.template.context import Context
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -27,7 +28,9 @@ _halves: dict[tuple[Any, str, str], tuple[str, str]] = {}
 
 def row_url_halves(name: str) -> tuple[str, str]:
     """The URL of `name` before and after its one UUID argument."""
-    key = (get_urlconf(), get_script_prefix(), name)
+    # get_urlconf() is None unless a request set its own; then reverse() uses ROOT_URLCONF, which tests
+    # may change (override_settings): both are part of the key.
+    key = (get_urlconf() or settings.ROOT_URLCONF, get_script_prefix(), name)
     halves = _halves.get(key)
     if halves is None:
         before, found, after = reverse(name, args=[_STAND_IN]).partition(str(_STAND_IN))
