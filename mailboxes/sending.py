@@ -15,7 +15,6 @@ From "<Name> via <Company>" <relay address>, Reply-To the staff member.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import email.policy
 import functools
@@ -534,19 +533,25 @@ def messages_queue(
         )
         for message, b in zip(messages, built, strict=True)
     ]
-    # More than 500 rows take several INSERTs: one transaction, so a batch is stored whole or not at all.
-    with transaction.atomic() if len(rows) > _INSERT_BATCH else contextlib.nullcontext():
+    if len(rows) == 1:
+        rows[0].save(force_insert=True)  # one round trip: bulk_create adds a transaction (a COMMIT)
+    else:
+        # One INSERT per 500 rows, all in one transaction (bulk_create's): stored whole or not at all.
         rows = OutboundMessage.objects.for_tenant(tenant).bulk_create(rows, batch_size=_INSERT_BATCH)
     for row in rows:
         log.info("outbound %s queued via %s (%d recipients)", row.pk, choice.kind, len(row.recipients))
     if enqueue and rows:
-        ids = [row.pk for row in rows]
-        if len(ids) > 1 and choice.kind == Route.MAILBOX and choice.mailbox is not None:
-            mailbox_id = choice.mailbox.pk
-            transaction.on_commit(lambda: mailbox_enqueue(mailbox_id))
-        else:
-            transaction.on_commit(lambda: _enqueue_each(ids))
+        _enqueue_after_commit(choice, [row.pk for row in rows])
     return rows
+
+
+def _enqueue_after_commit(choice: RouteChoice, ids: list[int]) -> None:
+    """A batch through a mailbox: one task for the mailbox (one SMTP connection); else one per message."""
+    if len(ids) > 1 and choice.kind == Route.MAILBOX and choice.mailbox is not None:
+        mailbox_id = choice.mailbox.pk
+        transaction.on_commit(lambda: mailbox_enqueue(mailbox_id))
+    else:
+        transaction.on_commit(lambda: _enqueue_each(ids))
 
 
 _INSERT_BATCH = 500
