@@ -327,6 +327,27 @@ def _header_line(name: str, value: str) -> str:
     return str(SMTP_POLICY.header_factory(name, value).fold(policy=SMTP_POLICY))
 
 
+# In-Reply-To and References hold msg-ids, in which RFC 2047 (section 5) allows no encoded word:
+# the header classes above would encode an id that does not fit on a line (Outlook's are about
+# 80 characters) and so break the thread. They are folded between ids only; an id that is not
+# printable ASCII, or too long for a line of 998 octets (RFC 5322 2.1.1), cannot be written as a
+# msg-id and is left out of the header (the row keeps the value as given).
+_MSG_ID_TOKEN = re.compile(r"[\x21-\x7e]{1,900}")
+
+
+def _msg_ids_line(name: str, value: str) -> str:
+    """ "Name: <id> <id>" CRLF, folded between ids at 78 characters; "" when no id can be written."""
+    ids = [token for token in value.split() if _MSG_ID_TOKEN.fullmatch(token)]
+    if not ids:
+        return ""
+    lines = [f"{name}: {ids[0]}"]
+    for token in ids[1:]:
+        if len(lines[-1]) + 1 + len(token) > 78:
+            lines.append("")
+        lines[-1] += f" {token}"
+    return "\r\n".join(lines) + "\r\n"
+
+
 def _addresses_value(addresses: Sequence[Address]) -> str:
     return ", ".join(str(a) for a in addresses)
 
@@ -400,9 +421,9 @@ def _build(
     headers.append(f"Date: {format_datetime(datetime.now(UTC))}\r\n")
     headers.append(f"Message-ID: {message_id}\r\n")
     if in_reply_to:
-        headers.append(_header_line("In-Reply-To", in_reply_to.strip()))
+        headers.append(_msg_ids_line("In-Reply-To", in_reply_to))
     if refs:
-        headers.append(_header_line("References", " ".join(refs)))
+        headers.append(_msg_ids_line("References", " ".join(refs)))
     for name, value in (extra_headers or {}).items():
         headers.append(_header_line(name, value))
     headers.append("MIME-Version: 1.0\r\n")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import timedelta
+from email.headerregistry import Address
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailboxes import sending
 from mailboxes.models import InboundMessage, Mailbox, MailboxEvent, OutboundMessage
@@ -180,6 +183,72 @@ def test_it_threads_shipment_mail_with_a_subject_tag_and_recognisable_message_id
     assert sending.is_our_message_id(outbound.message_id.strip("<>"))
     assert not sending.is_our_message_id("<parent@carrier.test>")
     assert outbound.related == "shipment:abc"
+
+
+OUTLOOK_ID = "<DM6PR11MB4107C9E6B2A7F9B5A0C8F0B6E6A09@DM6PR11MB4107.namprd11.prod.outlook.com>"  # 80 characters
+
+
+@pytest.mark.parametrize("in_reply_to,references,wire_in_reply_to,wire_references", [
+    (OUTLOOK_ID, [], [OUTLOOK_ID], [OUTLOOK_ID]),
+    ("<a@b.test>", [f"<{n:032x}@tms.example.test>" for n in range(30)] + [OUTLOOK_ID],
+     ["<a@b.test>"], [f"<{n:032x}@tms.example.test>" for n in range(30)] + [OUTLOOK_ID, "<a@b.test>"]),
+    ("<" + "x" * 950 + "@long.test>", [OUTLOOK_ID], [], [OUTLOOK_ID]),  # no 998-octet line can hold it
+    ("<zoë@example.test>", ["<root@example.test>"], [], ["<root@example.test>"]),  # not a msg-id on the wire
+])
+def test_it_writes_threading_headers_as_msg_ids_folded_between_ids_never_encoded(
+    send_settings: Any, bob: Staff, in_reply_to: str, references: list[str], wire_in_reply_to: list[str],
+    wire_references: list[str],
+) -> None:
+    mailbox = make_mailbox(bob, new_address())
+    outbound = _queue(mailbox, in_reply_to=in_reply_to, references=references)
+
+    head = bytes(outbound.raw or b"").split(b"\r\n\r\n", 1)[0].decode("ascii")
+    fields: dict[str, str] = {}
+    field = ""
+    for line in head.split("\r\n"):
+        assert len(line) <= 998
+        if line[:1] in (" ", "\t"):
+            fields[field] += line
+        else:
+            field, _, value = line.partition(":")
+            fields[field] = value
+    # RFC 2047 section 5: no encoded word in a msg-id; the recipient threads on these ids verbatim.
+    assert fields.get("In-Reply-To", "").split() == wire_in_reply_to
+    assert fields.get("References", "").split() == wire_references
+    assert "=?" not in fields.get("In-Reply-To", "") + fields.get("References", "")
+    assert all(len(line) <= 78 for line in head.split("\r\n") if len(line.split()) > 2)  # folded between ids
+    assert outbound.in_reply_to == in_reply_to.strip()  # the row keeps what it was given
+
+
+# Any one-line text: every character but CR, LF and NUL (refused before building), surrogates excluded.
+_ONE_LINE = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\x00"), max_size=1200)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(subject=_ONE_LINE, name=_ONE_LINE.filter(lambda n: n.strip() == n))
+def test_it_writes_any_one_line_subject_and_name_as_folded_ascii_that_reads_back_the_same(
+    subject: str, name: str
+) -> None:
+    built = sending._build(
+        from_addr=Address(display_name=name, addr_spec="dispatch@example.test"), reply_to=None,
+        to=["carrier@example.test"], cc=(), bcc=(), subject=subject, body_text="Hello\n", body_html=None,
+        attachments=(), in_reply_to=None, references=(), subject_tag=None,
+    )
+
+    head = built.raw.split(b"\r\n\r\n", 1)[0]
+    head.decode("ascii")
+    assert b"\r" not in head.replace(b"\r\n", b"") and b"\n" not in head.replace(b"\r\n", b"")
+    lines = head.split(b"\r\n")
+    assert all(len(line) <= 998 for line in lines)
+    # Every line is a header of its own or a continuation (starts with white space): nothing injected.
+    assert [line.split(b":", 1)[0] for line in lines if line[:1] not in (b" ", b"\t")] == [
+        b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type",
+        b"Content-Transfer-Encoding"]
+    msg = _parsed(built.raw)
+    # White space aside: folding adds some, and the standard library's parser keeps a space between
+    # two adjacent encoded words of different encodings in a display name (RFC 2047 6.2 drops it).
+    assert "".join(msg["Subject"].split()) == "".join(subject.split())
+    assert "".join(msg["From"].addresses[0].display_name.split()) == "".join(name.split())
 
 
 @pytest.mark.parametrize("field,value", [
