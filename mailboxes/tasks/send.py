@@ -9,6 +9,7 @@ periodic sweep picks up any that got lost.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -40,21 +41,31 @@ def outbound_deliver(outbound_id: int) -> str:
 )
 def mailbox_deliver_queued(mailbox_id: int) -> int:
     """Everything due for one mailbox, 100 messages per SMTP connection, until nothing is due (a
-    messages_queue() batch; at most MAX_PASSES passes, the sweep takes what is left)."""
+    messages_queue() batch). At most MAX_PASSES passes and no new pass after PASS_BUDGET seconds:
+    the soft time limit must never stop a pass between an SMTP submission and the UPDATE that marks
+    it SENT (the recovery could then send it again). The task queues itself again for the rest."""
     delivered = 0
     waits: list[float] = []
+    began = time.monotonic()
     for _ in range(MAX_PASSES):
         results = sending.mailbox_deliver_queued(mailbox_id=mailbox_id)
         if not results:
             break
         delivered += len(results)
         waits += [r.retry_in for r in results.values() if r.status == "queued" and r.retry_in is not None]
+        if time.monotonic() - began > PASS_BUDGET:
+            break
+    if results:  # stopped by the budget or MAX_PASSES with more perhaps due: a task of its own, now
+        mailbox_deliver_queued.delay(mailbox_id)
     if waits:  # throttled or temporarily failed: come back when the first one is due
         mailbox_deliver_queued.apply_async((mailbox_id,), countdown=max(1, int(min(waits) + 0.999)))
     return delivered
 
 
 MAX_PASSES = 50
+# A pass is 100 messages on one connection; one that starts before this still ends well within the
+# soft time limit unless its SMTP server takes over 2.5 s a message.
+PASS_BUDGET = settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
 
 
 @shared_task(name="mailboxes.outbound_sweep", ignore_result=True, soft_time_limit=240, time_limit=300)

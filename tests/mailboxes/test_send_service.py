@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 from datetime import timedelta
 from email.headerregistry import Address
 from typing import Any
@@ -591,3 +592,31 @@ def test_the_batch_task_comes_back_for_throttled_messages(
     statuses = dict(OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows]).values_list("pk", "status"))
     assert sorted(statuses.values()) == [Status.QUEUED, Status.QUEUED, Status.SENT, Status.SENT]
     assert len(scheduled) == 1 and scheduled[0][0] == (mailbox.pk,) and 1 <= scheduled[0][1]["countdown"] <= 61
+
+
+def test_the_batch_task_starts_no_pass_past_its_budget_and_queues_itself_for_the_rest(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pass cut by the soft time limit would leave messages submitted but still SENDING, which
+    # the stale recovery sends again unless it finds their Sent copy: no pass may start late.
+    from mailboxes.tasks import send as send_tasks
+
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(5), enqueue=False)
+    monkeypatch.setattr(sending, "mailbox_deliver_queued",
+                        functools.partial(sending.mailbox_deliver_queued, limit=2))  # 2 a pass
+    monkeypatch.setattr(send_tasks, "PASS_BUDGET", 0)
+    queued: list[Any] = []
+    monkeypatch.setattr(send_tasks.mailbox_deliver_queued, "delay", lambda *args: queued.append(args))
+
+    assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 2  # one pass, then over the budget
+
+    statuses = list(OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows]).order_by("id")
+                    .values_list("status", flat=True))
+    assert statuses == [Status.SENT, Status.SENT, Status.QUEUED, Status.QUEUED, Status.QUEUED]
+    assert queued == [(mailbox.pk,)]
+    assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 2 and len(queued) == 2
+    assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 1 and len(queued) == 3
+    assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 0 and len(queued) == 3  # nothing left, no task
+    assert set(OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)) == {
+        Status.SENT}
