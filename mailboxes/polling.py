@@ -120,20 +120,24 @@ def mailboxes_poll_chunk(
     if not out.claimed:
         return out
     mine = _lock(out)
-    ids = [m.pk for m, _ in mine]
-    cursors = {c.mailbox_id: c for c in FolderCursor.objects.filter(mailbox_id__in=ids, folder=INBOX)}
-    unfinished = set(
-        InboundMessage.unscoped.filter(_unfinished(), mailbox_id__in=ids)
-        .order_by().values_list("mailbox_id", flat=True).distinct()
-    )
     idle_locks: list[locks.Lock] = []  # held until their success is recorded
     todo = mine[::-1]  # popped from the end: claim order
     try:
+        ids = [m.pk for m, _ in mine]
+        cursors = {c.mailbox_id: c for c in FolderCursor.objects.filter(mailbox_id__in=ids, folder=INBOX)}
+        unfinished = set(
+            InboundMessage.unscoped.filter(_unfinished(), mailbox_id__in=ids)
+            .order_by().values_list("mailbox_id", flat=True).distinct()
+        )
         while todo:
             if time.monotonic() - began > budget:
                 out.given_back = [m.pk for m, _ in reversed(todo)]
+                # Unlocked before they are due again: the chunk that takes them (maybe at once, in
+                # another process) would skip a mailbox still locked, and it would wait a turn.
+                locks.release_many([lock for _, lock in todo])
+                todo.clear()
                 Mailbox.unscoped.filter(pk__in=out.given_back).update(next_poll_at=None)
-                logger.warning("poll chunk over its %s s budget: %s mailboxes given back", budget, len(todo))
+                logger.warning("poll chunk over its %s s budget: %s mailboxes given back", budget, len(out.given_back))
                 more()
                 break
             mailbox, lock = todo[-1]

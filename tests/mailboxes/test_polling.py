@@ -196,3 +196,34 @@ def test_it_gives_back_what_it_did_not_reach_within_its_budget(bob: Staff, dovec
     assert queue.chunks == 1  # another chunk will take them
     assert Mailbox.unscoped.filter(pk__in=out.given_back, next_poll_at=None).count() == 2  # due again
     assert sorted(Queue().run().idle) == sorted(b.pk for b in boxes)  # and their locks were released
+
+
+def test_it_unlocks_what_it_gives_back_before_another_chunk_can_take_it(bob: Staff, dovecot: Any) -> None:
+    boxes = readers(bob, dovecot, 2)
+    taken: list[polling.ChunkResult] = []
+    queue = Queue()
+    queue.more = lambda: taken.append(Queue().run())  # type: ignore[method-assign]  # another worker, at once
+
+    out = queue.run(budget=-1)
+
+    assert sorted(out.given_back) == sorted(b.pk for b in boxes)
+    assert len(taken) == 1 and taken[0].skipped == []  # none found still locked by the chunk giving it back
+    assert sorted(taken[0].idle) == sorted(b.pk for b in boxes)
+
+
+def test_it_releases_its_locks_when_the_chunk_fails_before_polling(
+    bob: Staff, dovecot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boxes = readers(bob, dovecot, 2)
+
+    def database_gone() -> Any:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(polling, "_unfinished", database_gone)
+    with pytest.raises(RuntimeError):
+        Queue().run()
+
+    for box in boxes:  # not locked for the chunk's lock life (2 minutes)
+        lock = locks.acquire(locks.mailbox_poll_key(box.pk), ttl=60)
+        assert lock is not None
+        locks.release(lock)
