@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
+import threading
 from datetime import timedelta
 from email.headerregistry import Address
 from typing import Any
@@ -620,3 +621,59 @@ def test_the_batch_task_starts_no_pass_past_its_budget_and_queues_itself_for_the
     assert send_tasks.mailbox_deliver_queued(mailbox.pk) == 0 and len(queued) == 3  # nothing left, no task
     assert set(OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)) == {
         Status.SENT}
+
+
+def _wait_for_a_blocked_query() -> None:
+    """Until a session waits on a row lock (pg_locks), polled: no timing assumption."""
+    from django.db import connection
+
+    for _ in range(500):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError("the second claimer never waited on the first one's rows")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_claimers_of_overlapping_batches_on_postgresql_each_take_a_row_once(
+    send_settings: Any, bob: Staff
+) -> None:
+    # The first holds its claim open; the second waits on the shared rows, then finds them SENDING.
+    from django.db import connection, transaction
+
+    assert connection.vendor == "postgresql"
+    clock = FakeClock()
+    mailbox = make_mailbox(bob, new_address())
+    ids = [r.pk for r in sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(6),
+                                                enqueue=False)]
+    claimed: dict[str, list[int]] = {}
+    first_holds, release_first = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                claimed["first"] = sending._claim(ids[:4], clock)
+                first_holds.set()
+                release_first.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            claimed["second"] = sending._claim(list(reversed(ids[2:])), clock)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_holds.wait(30)
+    threads[1].start()
+    _wait_for_a_blocked_query()
+    release_first.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert claimed == {"first": ids[:4], "second": ids[4:]}
+    assert set(OutboundMessage.unscoped.filter(pk__in=ids).values_list("status", "attempts")) == {(Status.SENDING, 1)}
