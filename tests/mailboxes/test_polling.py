@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import socket
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -227,3 +228,39 @@ def test_it_releases_its_locks_when_the_chunk_fails_before_polling(
         lock = locks.acquire(locks.mailbox_poll_key(box.pk), ttl=60)
         assert lock is not None
         locks.release(lock)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_chunks_claiming_at_once_on_postgresql_never_share_a_mailbox(bob: Staff, dovecot: Any) -> None:
+    # The first claim is held open (its rows locked); the second, preferring the same mailboxes,
+    # skips the locked rows and takes the others; once the first commits, none is due.
+    from django.db import connection, transaction
+
+    from mailboxes.reading import mailboxes_claim_due
+
+    assert connection.vendor == "postgresql"
+    boxes = [make_reader(bob, dovecot) for _ in range(4)]
+    ids = sorted(b.pk for b in boxes)
+    claimed: dict[str, list[int]] = {}
+    first_holds, release_first = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                claimed["first"] = mailboxes_claim_due(limit=2, prefer=ids[:2])
+                first_holds.set()
+                release_first.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        assert first_holds.wait(30)
+        claimed["second"] = mailboxes_claim_due(limit=4, prefer=ids[:2])
+    finally:
+        release_first.set()
+        holder.join(30)
+
+    assert sorted(claimed["first"]) == ids[:2] and sorted(claimed["second"]) == ids[2:]
+    assert mailboxes_claim_due(limit=4) == []
