@@ -1055,7 +1055,10 @@ class _SentCopier:
         self.thread.start()
 
     def add(self, rows: Sequence[OutboundMessage]) -> None:
-        self.jobs.put([(row.pk, bytes(row.raw or b""), row.sent_at) for row in rows])
+        # Split as sent_copies_file does (100 messages or about 8 MB a command): one MULTIAPPEND
+        # per send chunk would be one command of up to 100 messages with their attachments.
+        for chunk in _append_chunks(list(rows)):
+            self.jobs.put([(row.pk, bytes(row.raw or b""), row.sent_at) for row in chunk])
 
     def finish(self, sent: Sequence[OutboundMessage]) -> bool:
         """Wait for the copies queued so far and mark them filed (one UPDATE); True when the server

@@ -677,3 +677,34 @@ def test_two_claimers_of_overlapping_batches_on_postgresql_each_take_a_row_once(
 
     assert claimed == {"first": ids[:4], "second": ids[4:]}
     assert set(OutboundMessage.unscoped.filter(pk__in=ids).values_list("status", "attempts")) == {(Status.SENDING, 1)}
+
+
+def test_sent_copies_of_a_batch_go_in_multiappends_of_bounded_size(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One MULTIAPPEND per send chunk would be one IMAP command of up to 100 messages with their
+    # attachments: the copies are split as sent_copies_file splits them (about 8 MB, here 700 bytes).
+    from imapclient import IMAPClient
+
+    limit = 700
+    monkeypatch.setattr(sending, "_append_chunks", functools.partial(sending._append_chunks, size=limit))
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(6), enqueue=False)
+    sizes = sorted(len(bytes(r.raw or b"")) for r in rows)
+    assert sum(sizes) > 2 * limit and max(sizes) < limit
+    commands: list[list[int]] = []
+    original = IMAPClient.multiappend
+
+    def recording(self: Any, folder: str, msgs: list[dict[str, Any]]) -> Any:
+        commands.append([len(m["msg"]) for m in msgs])
+        return original(self, folder, msgs)
+
+    monkeypatch.setattr(IMAPClient, "multiappend", recording)
+
+    results = sending.mailbox_deliver_queued(mailbox_id=mailbox.pk)
+
+    assert [r.status for r in results.values()] == [Status.SENT] * 6
+    assert sorted(n for command in commands for n in command) == sizes
+    assert len(commands) >= 3 and all(sum(command) <= limit for command in commands)
+    assert not OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows], sent_copy_pending=True).exists()
+    assert sorted(sent_folder_message_ids(dovecot, mailbox.email_address)) == sorted(r.message_id for r in rows)
