@@ -365,7 +365,19 @@ def _attachment_part(attachment: Attachment) -> MIMEPart:
     # A non-ASCII file name as an RFC 2231 parameter (filename*=utf-8''...), as the modern policy does.
     charset = None if attachment.filename.isascii() else "utf-8"
     part.set_param("filename", attachment.filename, header="Content-Disposition", charset=charset)  # type: ignore[arg-type]
+    if len("Content-Disposition: ") + len(part["Content-Disposition"]) > 78:
+        # compat32 writes a parameter on one line of any length (a long non-ASCII name passes 998
+        # octets, RFC 5322 2.1.1): a name this long goes in RFC 2231 continuations (filename*0*=,
+        # filename*1*=, ...), folded by the modern policy's header class as before compat32.
+        part.replace_header("Content-Disposition", _folded_disposition(attachment.filename))
     return part
+
+
+def _folded_disposition(filename: str) -> str:
+    modern = MIMEPart(policy=SMTP_POLICY)
+    modern["Content-Disposition"] = "attachment"
+    modern.set_param("filename", filename, header="Content-Disposition")
+    return str(modern["Content-Disposition"].fold(policy=SMTP_POLICY)).split(":", 1)[1].strip()
 
 
 def _multipart(subtype: str, parts: Sequence[MIMEPart]) -> MIMEPart:

@@ -187,6 +187,26 @@ def test_it_threads_shipment_mail_with_a_subject_tag_and_recognisable_message_id
     assert outbound.related == "shipment:abc"
 
 
+@pytest.mark.parametrize("filename", [
+    "契約書" * 40 + ".pdf",  # 123 characters, 1,080 octets as an RFC 2231 value
+    "Счёт-фактура № 123 от 01.01.2026 " * 6 + ".pdf",
+    "x" * 1200 + ".pdf",
+    'a"; name="evil.exe',
+    "Lieferschein Übersicht.pdf",
+])
+def test_it_folds_long_attachment_file_names_into_rfc_2231_continuations(
+    send_settings: Any, bob: Staff, filename: str
+) -> None:
+    mailbox = make_mailbox(bob, new_address())
+    outbound = _queue(mailbox, attachments=[sending.Attachment(filename, b"%PDF-1.4 data", "application/pdf")])
+
+    raw = bytes(outbound.raw or b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78  # RFC 5322 2.1.1: never over 998
+    attachment = next(_parsed(raw).iter_attachments())
+    assert attachment.get_filename() == filename
+    assert attachment.get_payload(decode=True) == b"%PDF-1.4 data"
+
+
 OUTLOOK_ID = "<DM6PR11MB4107C9E6B2A7F9B5A0C8F0B6E6A09@DM6PR11MB4107.namprd11.prod.outlook.com>"  # 80 characters
 
 
