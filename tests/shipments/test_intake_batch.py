@@ -213,7 +213,12 @@ def test_it_makes_the_same_with_what_the_intake_workers_prepared(
     assert all("shipments.intake.prepare" in p.extras for p in ready.values() if not p.noise)
     excerpts: list[int] = []
     real = services.message_excerpt
-    monkeypatch.setattr(services, "message_excerpt", lambda raw: excerpts.append(1) or real(raw))
+
+    def counting(raw: Any) -> str:
+        excerpts.append(1)
+        return real(raw)
+
+    monkeypatch.setattr(services, "message_excerpt", counting)
 
     messages_process(message_ids=prepared_ids, prepared=ready.get)
     assert excerpts == []  # every excerpt came from the workers
