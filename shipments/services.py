@@ -18,8 +18,8 @@ from typing import Any, cast
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest, Lower
 
 from mailboxes.intake import jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
@@ -876,11 +876,10 @@ class _Pending:
             return
         Shipment.unscoped.bulk_create(self.shipments)
         Activity.unscoped.bulk_create(self.activities)
-        with transaction.get_connection().cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = GREATEST(last_value, %s)"  # noqa: S608
-                " WHERE tenant_id = %s", [self.last_value, self.tenant.pk],
-            )
+        # Greatest: GREATEST() on PostgreSQL, MAX() on SQLite (the demo's database has no GREATEST).
+        ShipmentCounter.objects.filter(tenant_id=self.tenant.pk).update(
+            last_value=Greatest(F("last_value"), Value(self.last_value))
+        )
         self.shipments, self.activities = [], []
 
 
