@@ -728,3 +728,27 @@ def test_sent_copies_of_a_batch_go_in_multiappends_of_bounded_size(
     assert len(commands) >= 3 and all(sum(command) <= limit for command in commands)
     assert not OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows], sent_copy_pending=True).exists()
     assert sorted(sent_folder_message_ids(dovecot, mailbox.email_address)) == sorted(r.message_id for r in rows)
+
+
+def test_the_sent_copy_thread_never_opens_a_database_connection(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Django's connections are per thread: one opened there would live outside the caller's
+    # transaction and never be closed. The thread only talks IMAP; the caller records the copies.
+    from django.db import connections
+
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    rows = sending.messages_queue(tenant=bob.tenant, staff=bob, mailbox=mailbox, messages=_batch(3), enqueue=False)
+    opened: list[bool] = []
+    original = sending._SentCopier._run
+
+    def watched(self: Any) -> None:
+        original(self)
+        opened.append(connections["default"].connection is not None)
+
+    monkeypatch.setattr(sending._SentCopier, "_run", watched)
+
+    sending.mailbox_deliver_queued(mailbox_id=mailbox.pk)
+
+    assert opened == [False]
+    assert not OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows], sent_copy_pending=True).exists()
