@@ -56,6 +56,33 @@ def test_it_prints_one_json_object_per_mailbox(bob: Staff, dovecot: Any) -> None
     assert again[0]["fetched"] == 0
 
 
+@pytest.fixture
+def failing_check() -> Any:
+    """A registered system check that always fails, removed afterwards."""
+    from django.core import checks
+
+    def always_fails(**_: Any) -> list[checks.CheckMessage]:
+        return [checks.Error("always fails", id="tests.E001")]
+
+    checks.register(always_fails)
+    yield
+    checks.registry.registry.registered_checks.discard(always_fails)
+
+
+@pytest.mark.usefixtures("failing_check")
+def test_poll_starts_without_system_checks_and_the_other_actions_still_run_them(bob: Staff, dovecot: Any) -> None:
+    from django.core.management.base import SystemCheckError
+
+    mailbox = make_reader(bob, dovecot)
+    append(dovecot, mailbox.email_address, message("quote please"))
+    out = StringIO()
+    call_command("mailbox", "poll", str(mailbox.pk), "--once", "--json", skip_checks=False, stdout=out)
+    assert json.loads(out.getvalue())["new"] == 1
+    with pytest.raises(SystemCheckError, match="always fails"):
+        call_command("mailbox", "list", skip_checks=False, stdout=StringIO())
+    call_command("mailbox", "--skip-checks", "list", stdout=StringIO())  # the CLI flag is still there
+
+
 def test_it_refuses_an_unknown_mailbox_id_before_polling_anything(bob: Staff, dovecot: Any) -> None:
     mailbox = make_reader(bob, dovecot)
     append(dovecot, mailbox.email_address, message("quote untouched"))
