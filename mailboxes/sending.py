@@ -144,6 +144,15 @@ def _address(name: str, value: str) -> Address:
     if len(parsed) != 1 or not parsed[0][1] or not re.fullmatch(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+", parsed[0][1]):
         raise SendRefused(f"{name}: not an e-mail address: {value!r}")
     display, addr = parsed[0]
+    local, _, domain = addr.rpartition("@")
+    if not domain.isascii():
+        # An internationalised domain goes as its A-label (RFC 5890, punycode) in the header and
+        # the envelope: an encoded word is not allowed in a domain, and SMTP without SMTPUTF8
+        # carries ASCII only.
+        try:
+            addr = f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            raise SendRefused(f"{name}: not a usable domain: {value!r}") from None
     try:
         return Address(display_name=display, addr_spec=addr)
     except (ValueError, IndexError) as exc:

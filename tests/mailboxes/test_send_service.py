@@ -207,6 +207,22 @@ def test_it_folds_long_attachment_file_names_into_rfc_2231_continuations(
     assert attachment.get_payload(decode=True) == b"%PDF-1.4 data"
 
 
+def test_it_sends_to_an_internationalised_domain_by_its_punycode_name(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    outbound = _queue(mailbox, to=["Jörg Müller <jorg@bücher.example>"])
+
+    assert outbound.recipients == ["jorg@xn--bcher-kva.example"]  # the envelope: ASCII without SMTPUTF8
+    to_line = next(line for line in bytes(outbound.raw or b"").split(b"\r\n") if line.startswith(b"To:"))
+    assert to_line.endswith(b" <jorg@xn--bcher-kva.example>")  # an encoded word is not allowed in a domain
+    assert sending.message_deliver(outbound_id=outbound.pk).status == Status.SENT
+    assert [m.rcpt_tos for m in smtp_server.messages if m.message_id == outbound.message_id] == [
+        ("jorg@xn--bcher-kva.example",)]
+    with pytest.raises(sending.SendRefused, match="not a usable domain"):
+        _queue(mailbox, to=["someone@" + "ü" * 70 + ".example"])  # a label over 63 octets
+
+
 OUTLOOK_ID = "<DM6PR11MB4107C9E6B2A7F9B5A0C8F0B6E6A09@DM6PR11MB4107.namprd11.prod.outlook.com>"  # 80 characters
 
 
