@@ -814,6 +814,13 @@ class _Submission:
                 outcomes.append(_Outcome("temporary", f"{exc.__class__.__name__}: {exc}"))
                 self.failure = outcomes[-1]
                 break
+            except ValueError as exc:
+                # This message cannot go on the wire (a non-ASCII address without SMTPUTF8 raises
+                # UnicodeEncodeError mid-envelope): its own permanent failure, not the batch's. The
+                # session stopped inside a MAIL transaction, so the rest wait for a new connection.
+                outcomes.append(_Outcome("permanent", f"not sendable: {exc.__class__.__name__}: {str(exc)[:300]}"))
+                self.failure = _Outcome("temporary", "the connection was left after a message that could not be sent")
+                break
             else:
                 note = "; ".join(f"{rcpt} refused: {resp.code} {resp.message}" for rcpt, resp in refused.items())
                 outcomes.append(_Outcome("sent", note))

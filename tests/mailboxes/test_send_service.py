@@ -768,3 +768,26 @@ def test_the_sent_copy_thread_never_opens_a_database_connection(
 
     assert opened == [False]
     assert not OutboundMessage.unscoped.filter(pk__in=[r.pk for r in rows], sent_copy_pending=True).exists()
+
+
+def test_a_message_that_cannot_go_on_the_wire_fails_alone_and_the_batch_is_recorded(
+    send_settings: Any, bob: Staff, dovecot: Any, smtp_server: Any
+) -> None:
+    # A row queued before recipient domains were converted (or any envelope SMTP cannot carry):
+    # aiosmtplib raised UnicodeEncodeError out of the delivery, leaving the whole chunk SENDING,
+    # the messages already accepted by the server included (sent again by the stale recovery).
+    clock = FakeClock()
+    mailbox = imap_mailbox(bob, dovecot, smtp_port=smtp_server.submission_port, smtp_users=smtp_server)
+    before, bad, after = (_queue(mailbox, subject=f"Load {n}") for n in range(3))
+    OutboundMessage.unscoped.filter(pk=bad.pk).update(recipients=["jorg@bücher.example"])
+
+    results = sending.mailbox_deliver_queued(mailbox_id=mailbox.pk, clock=clock)
+
+    assert [results[r.pk].status for r in (before, bad, after)] == [Status.SENT, Status.FAILED, Status.QUEUED]
+    assert "UnicodeEncodeError" in results[bad.pk].error
+    clock.advance(2)
+    assert sending.mailbox_deliver_queued(mailbox_id=mailbox.pk, clock=clock)[after.pk].status == Status.SENT
+    received = [m.message_id for m in smtp_server.messages]
+    assert received.count(before.message_id) == 1 and received.count(after.message_id) == 1
+    assert bad.message_id not in received
+    assert OutboundMessage.unscoped.get(pk=after.pk).attempts == 1  # the untried one cost no attempt
