@@ -15,6 +15,24 @@ page with a pager (the mailbox list showed all of them at once before).
   a logged-in list page with no rows (/customers/: the tenant has none) under the same load: the
   floor of this stack (Django, the session and tenant middleware, the base template) here.
   (/healthz is no floor: it opens a new broker connection per request.)
+- Think time: the run above is a closed loop (every client sends its next request the moment the
+  last one returns), so it measures saturation throughput, and its mean latency is 50 / throughput
+  whatever the page. People wait between page loads: the floor and both lists again with the same
+  50 connections (2 wrk threads, the session cookie) pausing a think time before each request
+  (wrk's Lua delay(), uniform 0.5x-1.5x the mean so the clients do not march in step, the first
+  request too; default 1 s, --think-ms or BENCH_PAGES_THINK_MS). wrk's latency starts when a request
+  is written, after the pause, and ends when its response is read. Every response that is not a
+  2xx (counted in Lua: wrk's own count is only of statuses >= 400), and every socket error or
+  timeout, fails the run. The requests/s achieved is compared with what a server answering at once
+  would get in the same run (50 / think time, less the first pause): well below it means requests
+  waited, i.e. the server fell behind.
+  Through nginx (Debian package, installed when missing) in front of the same gunicorn, as in
+  production ("a TLS-terminating proxy in front", here without TLS): a sync worker reads its request
+  from the connection it accepted and blocks until it arrives. wrk opens the next connection the
+  moment a response is read (gunicorn closes each one), then waits the think time before writing on
+  it, so without a proxy the 4 workers sit blocked on connections whose request is a second away
+  (measured: 34 of the 50 requests/s offered, p95 0.8 s on the empty floor page, which serves 167/s
+  closed-loop). nginx keeps the clients' idle connections and hands gunicorn only whole requests.
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -32,6 +51,10 @@ from typing import Any
 
 from bench.common import ROOT, App, Options, Table, Testbed, ensure_wrk, ratio, write_result
 
+# 1 s between a response and the next request of the same client: 50 clients offer 50 requests/s,
+# an aggressive user (clicking through lists without reading them); a person reading a page waits
+# longer, so real load from 50 people is lower still.
+THINK_MS = int(os.environ.get("BENCH_PAGES_THINK_MS", "1000"))
 PAGES = {"shipment list": "/shipments/", "mailbox list (profile)": "/profile/"}
 BASELINE = ("floor: /customers/ with 0 rows", "/customers/")
 SERVER_FLOOR = "server alone: a 5-byte WSGI app, no Django"  # bench/hello_wsgi.py, same gunicorn configuration
@@ -44,6 +67,47 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(95),
     latency:percentile(99), latency.max, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout)
+  io.write("WRK_JSON " .. out .. "\\n")
+end
+"""
+
+# 50 clients pausing a think time before each request. Non-2xx responses counted here (wrk's own
+# count is only of statuses >= 400), per thread, summed in done().
+THINK_LUA = """
+local think_ms = __THINK_MS__
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("seed", #threads)
+end
+
+function init(args)
+  math.randomseed(seed * 7919 + os.time())
+  non2xx = 0
+end
+
+-- before every request of a connection, its first too (wrk starts each connection delayed)
+function delay()
+  return math.floor(think_ms * (0.5 + math.random()))
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+done = function(summary, latency, requests)
+  local bad = 0
+  for _, thread in ipairs(threads) do
+    bad = bad + thread:get("non2xx")
+  end
+  local out = string.format('{"requests": %d, "seconds": %f, "p50": %d, "p95": %d, "p99": %d, "max": %d, ' ..
+    '"mean": %f, "non2xx": %d, "status_400_up": %d, "errors": %d, "threads": %d}',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, latency.mean, bad, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, #threads)
   io.write("WRK_JSON " .. out .. "\\n")
 end
 """
@@ -133,8 +197,81 @@ class Gunicorn:
                 self.proc.wait()
 
 
-def wrk(binary: str, url: str, cookie: str, seconds: int, script: str, connections: int = 50) -> dict[str, Any]:
-    threads = min(2, connections)
+def ensure_nginx() -> str:
+    """nginx from Debian (apt-get install -y nginx-light when missing)."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not found:
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, capture_output=True, timeout=600)
+        found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not found:
+        raise RuntimeError("nginx is not installed and apt-get could not install it")
+    return found
+
+
+class Proxy:
+    """nginx on loopback in front of gunicorn, one process: keeps the clients' connections (keep-alive)
+    and passes gunicorn whole requests, one connection each (its defaults: request and response
+    buffered; the response buffers made big enough for the mailbox list's 130 KB, no temp file)."""
+
+    def __init__(self, app: App, port: int, upstream: int) -> None:
+        self.port = port
+        work = app.tb.workdir / f"nginx-{port}"
+        work.mkdir(parents=True, exist_ok=True)
+        self.log = app.log(f"pages-nginx-{port}")
+        conf = work / "nginx.conf"
+        conf.write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {self.log} warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  keepalive_timeout 75s;
+  keepalive_requests 1000000;
+  proxy_buffers 64 8k;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_set_header Host $http_host;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen([ensure_nginx(), "-p", str(work), "-c", str(conf), "-e", str(self.log)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"nginx did not start: {self.log.read_text()[-2000:] if self.log.exists() else ''}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wrk(binary: str, url: str, cookie: str, seconds: int, script: str, connections: int = 50,
+        threads: int = 2) -> dict[str, Any]:
+    threads = min(threads, connections)
     done = subprocess.run([binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                            "-s", script, "-H", f"Cookie: sessionid={cookie}", url], check=True, capture_output=True,
                           text=True, timeout=seconds + 60)
@@ -146,7 +283,22 @@ def wrk(binary: str, url: str, cookie: str, seconds: int, script: str, connectio
     return data
 
 
-def run(app: App, opts: Options) -> dict[str, Any]:
+def think(binary: str, url: str, cookie: str, seconds: int, script: str, think_ms: int) -> dict[str, Any]:
+    """50 clients, each pausing think_ms on average before each request."""
+    data = wrk(binary, url, cookie, seconds, script, connections=50)
+    if data["threads"] != 2:
+        raise RuntimeError(f"wrk counted the responses of {data['threads']} threads, not 2")
+    data["mean_ms"] = data.pop("mean") / 1000
+    data["offered_per_second"] = 50 * 1000 / think_ms
+    # Still a closed loop: each client sends every (think + latency), its first after one think. A server
+    # answering at once would see 50 x (D / think - 1/2) requests in D seconds; under 90% of that, the
+    # requests waited: the server fell behind.
+    data["instant_per_second"] = 50 * (data["seconds"] * 1000 / think_ms - 0.5) / data["seconds"]
+    data["kept_up"] = data["per_second"] >= 0.9 * data["instant_per_second"]
+    return data
+
+
+def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
     from tests.testbed._proc import free_port
 
     binary = ensure_wrk()
@@ -164,6 +316,10 @@ def run(app: App, opts: Options) -> dict[str, Any]:
         counts[name] = {"10 rows": few, "1,000 rows": many}
     script = app.tb.workdir / "wrk-report.lua"
     script.write_text(LUA)
+    think_script = app.tb.workdir / "wrk-think.lua"
+    think_script.write_text(THINK_LUA.replace("__THINK_MS__", str(think_ms)))
+    think_seconds = 2 * seconds  # ~10 requests a client at 1 s: 500 (quick) or 1,000 latencies a page
+    thought: dict[str, dict[str, Any]] = {}
     cookie = session_cookie(big)
     latency: dict[str, dict[str, Any]] = {}
     single: dict[str, dict[str, Any]] = {}
@@ -181,15 +337,19 @@ def run(app: App, opts: Options) -> dict[str, Any]:
     finally:
         bare.stop()
     server = Gunicorn(app, free_port())
+    proxy = None
     try:
         base = f"http://127.0.0.1:{server.port}"
+        proxy = Proxy(app, free_port(), server.port)
+        proxied = f"http://127.0.0.1:{proxy.port}"
         for name, path in [BASELINE, *PAGES.items()]:
-            body = urllib.request.urlopen(
-                urllib.request.Request(base + path, headers={"Cookie": f"sessionid={cookie}"}), timeout=30).read()
-            if path == "/shipments/" and body.count(b'<tr data-number="SHP-') != 50:
-                raise RuntimeError("the shipment list does not show a page of 50 shipments: not logged in?")
-            if path == "/profile/" and body.count(b"<tr data-mailbox=") != 50:
-                raise RuntimeError("the mailbox list does not show a page of 50 mailboxes: not logged in?")
+            for origin in (base, proxied):
+                body = urllib.request.urlopen(
+                    urllib.request.Request(origin + path, headers={"Cookie": f"sessionid={cookie}"}), timeout=30).read()
+                if path == "/shipments/" and body.count(b'<tr data-number="SHP-') != 50:
+                    raise RuntimeError("the shipment list does not show a page of 50 shipments: not logged in?")
+                if path == "/profile/" and body.count(b"<tr data-mailbox=") != 50:
+                    raise RuntimeError("the mailbox list does not show a page of 50 mailboxes: not logged in?")
             # One client first: the service time of the page, without queueing.
             single[name] = wrk(binary, base + path, cookie, max(2, seconds // 2), str(script), connections=1)
             began_cpu = server.worker_cpu_seconds()
@@ -201,7 +361,15 @@ def run(app: App, opts: Options) -> dict[str, Any]:
                 raise RuntimeError(f"{path}: {latency[name]}")
             print(f"pages {name}: 1 client p50 {single[name]['p50_ms']:.0f} ms; 50 clients p95 "
                   f"{latency[name]['p95_ms']:.0f} ms at {latency[name]['per_second']:.0f}/s", flush=True)
+            thought[name] = think(binary, proxied + path, cookie, think_seconds, str(think_script), think_ms)
+            if thought[name]["non2xx"] or thought[name]["status_400_up"] or thought[name]["errors"]:
+                raise RuntimeError(f"{path} with think time: {thought[name]}")
+            print(f"pages {name}: 50 clients at {think_ms} ms think time: p95 {thought[name]['p95_ms']:.0f} ms at "
+                  f"{thought[name]['per_second']:.1f}/s of {thought[name]['instant_per_second']:.1f} (instant server)",
+                  flush=True)
     finally:
+        if proxy is not None:
+            proxy.stop()
         server.stop()
     load["after"] = os.getloadavg()
     floor = latency[BASELINE[0]]
@@ -220,19 +388,41 @@ def run(app: App, opts: Options) -> dict[str, Any]:
                   row["p50_ms"], row["p95_ms"], row["p99_ms"], f"{ratio(row['p95_ms'], floor['p95_ms']):.1f}x",
                   f"{row['worker_cpu_ms']:.2f}")
     table.print()
+    paced = Table(f"Pages: 50 clients at saturation (above, no pause) vs 50 clients at {think_ms / 1000:g} s "
+                  f"think time (uniform {think_ms // 2}-{think_ms * 3 // 2} ms from a response to the next request: "
+                  f"{50_000 / think_ms:g} requests/s offered, an aggressive user; through nginx as in production), "
+                  f"{think_seconds} s each. (instant): the requests/s a server answering at once would get in the "
+                  "same run (the first request too waits a think time); under 90% of it: the server fell behind",
+                  ["page", "saturation: requests/s", "p50 ms", "p95 ms", "think time: requests/s (instant)",
+                   "achieved / instant", "p50 ms", "p95 ms", "p99 ms", "max ms", "non-2xx + errors"])
+    for name, _ in [BASELINE, *PAGES.items()]:
+        sat, row = latency[name], thought[name]
+        share = ratio(row["per_second"], row["instant_per_second"])
+        paced.add(name, sat["per_second"], sat["p50_ms"], sat["p95_ms"],
+                  f"{row['per_second']:.1f} ({row['instant_per_second']:.1f})",
+                  f"{share:.0%}" + ("" if row["kept_up"] else ": server fell behind"), row["p50_ms"],
+                  row["p95_ms"], row["p99_ms"], row["max_ms"], row["non2xx"] + row["errors"])
+    paced.print()
     print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}")
+    tables = table.render() + "\n" + paced.render()
     result = write_result("pages", {"seconds_per_page": seconds, "connections": 50, "server": f"gunicorn {SERVER}",
-                                  "queries": counts, "latency": latency, "one_client": single, "load_average": load,
-                                  "table": table.render()})
-    return {"table": table.render(), "json": str(result)}
+                                  "queries": counts, "latency": latency, "one_client": single,
+                                  "think_time": {"mean_ms": think_ms, "uniform_ms": [think_ms // 2, think_ms * 3 // 2],
+                                                 "seconds_per_page": think_seconds, "wrk_threads": 2,
+                                                 "through": "nginx (keep-alive to the clients) -> the same gunicorn",
+                                                 "latency": thought},
+                                  "load_average": load, "table": tables})
+    return {"table": tables, "json": str(result)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--think-ms", type=int, default=THINK_MS,
+                        help="mean pause of a client between pages (default 1000, BENCH_PAGES_THINK_MS)")
     args = parser.parse_args()
     with Testbed() as tb:
-        run(App(tb), Options(quick=args.quick))
+        run(App(tb), Options(quick=args.quick), think_ms=args.think_ms)
 
 
 if __name__ == "__main__":
