@@ -17,6 +17,7 @@ from django import template
 from django.conf import settings
 from django.template.base import FilterExpression, Parser, Token
 from django.template.context import Context
+from django.template.defaulttags import CsrfTokenNode
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import conditional_escape
 
@@ -68,3 +69,24 @@ def do_row_url(parser: Parser, token: Token) -> RowUrlNode:
     if len(bits) != 3 or bits[1][:1] not in "'\"" or bits[1][-1:] != bits[1][:1]:
         raise template.TemplateSyntaxError("usage: {% row_url 'url-name' uuid %}")
     return RowUrlNode(bits[1][1:-1], parser.compile_filter(bits[2]))
+
+
+class RowCsrfTokenNode(CsrfTokenNode):
+    """`{% row_csrf_token %}`: `{% csrf_token %}` for the forms of list rows. Django's tag formats and
+    escapes the token on every use (~10 µs: the mailbox list's six forms a row cost 3 ms for 50 rows);
+    the token is one value for the whole response, so this renders Django's own tag once per tag and
+    rendering (kept in the render context, as {% row_url %} keeps its halves) and repeats it: the
+    same HTML, the missing and NOTPROVIDED cases included."""
+
+    def render(self, context: Context) -> str:
+        html: str | None = context.render_context.get(self)
+        if html is None:
+            html = context.render_context[self] = super().render(context)
+        return html
+
+
+@register.tag("row_csrf_token")
+def do_row_csrf_token(parser: Parser, token: Token) -> RowCsrfTokenNode:
+    if len(token.split_contents()) != 1:
+        raise template.TemplateSyntaxError("usage: {% row_csrf_token %}")
+    return RowCsrfTokenNode()
