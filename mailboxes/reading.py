@@ -40,7 +40,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
@@ -469,7 +469,7 @@ class FolderReader:
                 wanted.append(meta)
         new_ids: list[int] = []
         if too_large:
-            self._insert([self._row(meta, None) for meta in too_large], too_large)
+            self._insert([self._row(meta, None) for meta in too_large])
             self.result.too_large += len(too_large)
             logger.info("mailbox %s: %s messages over the size limit stored as headers only",
                         self.mailbox.pk, len(too_large))
@@ -478,7 +478,7 @@ class FolderReader:
             present = [m for m in group if m.uid in bodies and bodies[m.uid].get(b"BODY[]") is not None]
             rows = [self._row(m, bytes(bodies[m.uid][b"BODY[]"])) for m in present]
             del bodies
-            new_ids += self._insert(rows, present)
+            new_ids += self._insert(rows)
         return new_ids
 
     def _row(self, meta: _Meta, raw: bytes | None) -> InboundMessage:
@@ -496,18 +496,12 @@ class FolderReader:
             status=status, error="over the size limit: headers only" if raw is None else "",
         )
 
-    def _insert(self, rows: list[InboundMessage], metas: list[_Meta]) -> list[int]:
+    def _insert(self, rows: list[InboundMessage]) -> list[int]:
         """INSERT ... ON CONFLICT DO NOTHING: the unique constraints decide what is new."""
         if not rows:
             return []
         with transaction.atomic():
-            InboundMessage.unscoped.bulk_create(rows, ignore_conflicts=True)
-        inserted = list(
-            InboundMessage.unscoped.filter(
-                mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
-                uid__in=[m.uid for m in metas],
-            ).order_by("uid").values_list("pk", "uid", "status")
-        )
+            inserted = sorted(_insert_new(rows), key=lambda row: row[1])
         self.result.new += len(inserted)
         self.result.duplicates += len(rows) - len(inserted)
         new_ids = [pk for pk, _, status in inserted if status == InboundMessage.Status.RECEIVED]
@@ -518,6 +512,35 @@ class FolderReader:
             self.pool.submit([(pk, raw[uid]) for pk, uid, status in inserted
                               if status == InboundMessage.Status.RECEIVED and uid in raw])
         return new_ids
+
+
+def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING id, uid, status`: (pk, uid, status) of the rows
+    that were new; a row that hits either unique constraint (the UID or the Message-ID) is left
+    out. Hand-built because bulk_create's compiler cost about 0.1 ms a row in the polling process
+    (about as much as the INSERT itself) and needed a second SELECT for the new ids."""
+    meta = InboundMessage._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608 (names, no input)
+    by_name = {f.name: f for f in meta.concrete_fields}
+    returned = ", ".join(quote(str(by_name[name].column)) for name in ("id", "uid", "status"))
+    tail = f" ON CONFLICT DO NOTHING RETURNING {returned}"
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    inserted: list[tuple[int, int, str]] = []
+    size = max(1, connection.ops.bulk_batch_size(fields, rows))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), size):
+            batch = rows[start:start + size]
+            params: list[Any] = []
+            for row in batch:
+                # pre_save as bulk_create does it (received_at's auto_now_add); defaults were set
+                # when the instance was made.
+                params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)
+            cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
+            inserted += [(int(pk), int(uid), str(status)) for pk, uid, status in cursor.fetchall()]
+    return inserted
 
 
 # ----------------------------------------------------------------------------- message metadata
