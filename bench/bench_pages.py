@@ -31,8 +31,12 @@ page with a pager (the mailbox list showed all of them at once before).
   from the connection it accepted and blocks until it arrives. wrk opens the next connection the
   moment a response is read (gunicorn closes each one), then waits the think time before writing on
   it, so without a proxy the 4 workers sit blocked on connections whose request is a second away
-  (measured: 34 of the 50 requests/s offered, p95 0.8 s on the empty floor page, which serves 167/s
-  closed-loop). nginx keeps the clients' idle connections and hands gunicorn only whole requests.
+  (measured at load average 1.8: the empty floor page 36.8 of 47.5 requests/s, p95 785 ms direct,
+  against 47.9/s, p95 16 ms through nginx). nginx keeps the clients' idle connections and hands
+  gunicorn only whole requests.
+  wrk "corrects" its histogram for coordinated omission (stats_correct: for each latency over twice
+  run time / (requests per connection), synthetic samples): with a 1 s think time that interval is
+  about 1 s, so only latencies over about 2 s would get any.
 """
 
 from __future__ import annotations
