@@ -17,6 +17,10 @@ with the same guarantees; only where the pure function ran changes.
   PREPARE_TIMEOUT seconds) stops the pool for the rest of the pass and the intake classifies
   in-process: a bad worker never loses or holds up a message beyond that timeout.
 - Memory stays flat: verdicts are kept for one fetch batch at a time (forget()).
+- The workers die with this process (PR_SET_PDEATHSIG on Linux; one that finds its parent already
+  gone exits at once) and drop the sockets they inherit from it at the fork (the database, IMAP and
+  Redis connections): a polling process killed mid-pass (OOM, a hard time limit) leaves no orphan
+  keeping its database session, and so its transaction's locks, alive.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ import copyreg
 import hashlib
 import logging
 import multiprocessing
+import os
+import signal
+import stat
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,6 +78,56 @@ class Prepared:
 
 def _digest(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the thread that forked it ends (not elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+
+
+def _drop_inherited_sockets() -> None:
+    """Release the sockets this worker inherited at the fork (the parent's database, IMAP and
+    Redis connections): /dev/null takes their descriptors' place, so the parent's server sees the
+    connection end when the parent does and nothing here can write into its protocol stream, while
+    no descriptor number is freed for reuse under an inherited object. The pool's own channels to
+    this worker are pipes and stay."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in names:
+            fd = int(name)
+            if fd == null:
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(null, fd)
+            except OSError:  # the listing's own descriptor, closed since
+                pass
+    finally:
+        os.close(null)
+
+
+def _worker_init(parent: int) -> None:
+    """Each worker's start: die with the parent, drop its sockets, load the classifier's data."""
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl (compared with its pid, not with 1:
+        os._exit(1)  # a subreaper may have adopted this process)
+    _drop_inherited_sockets()
+    _warm_up()
 
 
 def _warm_up() -> None:
@@ -125,7 +183,8 @@ class PreparePool:
         self.executor: concurrent.futures.ProcessPoolExecutor | None = None
         try:
             self.executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=processes, mp_context=multiprocessing.get_context("fork"), initializer=_warm_up,
+                max_workers=processes, mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_init, initargs=(os.getpid(),),
             )
         except Exception:  # no fork here (or no processes allowed): classify in-process
             logger.warning("intake workers could not be started; classifying in-process", exc_info=True)

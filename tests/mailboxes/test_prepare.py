@@ -3,12 +3,19 @@ outcome as in-process, and a worker that dies or hangs never loses or holds up a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 
 import classifier
 from mailboxes import prepare
@@ -144,3 +151,95 @@ def test_it_starts_no_workers_for_a_small_poll(settings: Any, bob: Staff) -> Non
     assert PreparePool.for_pass(new=settings.MAILBOX_INTAKE_BATCH, tenant=bob.tenant) is None
     settings.MAILBOX_INTAKE_PROCESSES = 0
     assert PreparePool.for_pass(new=1000, tenant=bob.tenant) is None
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LOCK_KEY = 7_244_011
+# A polling process in the middle of a pass: a transaction holding a lock (as the intake holds the
+# tenant's counter and the batch's rows), the pool's workers started and warm; then it is killed.
+POLLER = f"""
+import sys, time
+import django
+django.setup()
+import psycopg
+from mailboxes.prepare import PreparePool
+db = psycopg.connect(sys.argv[1])
+db.execute("SELECT pg_advisory_xact_lock({LOCK_KEY})")
+pool = PreparePool(processes=2, tenant=None)
+pool.submit([(1, b"Subject: quote request\\r\\n\\r\\nNeed a quote Dallas TX to Reno NV")])
+assert pool.get(1) is not None
+print(db.info.backend_pid, *[p.pid for p in pool.executor._processes.values()], flush=True)
+time.sleep(600)
+"""
+
+
+def _conninfo() -> str:
+    db = connection.settings_dict
+    return psycopg.conninfo.make_conninfo(host=db["HOST"], port=db["PORT"], user=db["USER"],
+                                          password=db["PASSWORD"] or None, dbname=db["NAME"])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_the_workers_die_with_a_killed_poller_and_free_its_locks(how: signal.Signals) -> None:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tms.settings", PYTHONPATH=str(ROOT))
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, _conninfo()], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        line = poller.stdout.readline() if poller.stdout else ""
+        backend, *workers = (int(word) for word in line.split())
+        assert len(workers) == 2
+        with psycopg.connect(_conninfo(), autocommit=True) as watch:
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted"
+            assert watch.execute(held, [LOCK_KEY]).fetchone() == (1,)
+
+            poller.send_signal(how)
+            poller.wait(timeout=30)
+
+            deadline = time.monotonic() + 60  # a bound, not a measure: it takes well under a second
+            while time.monotonic() < deadline and watch.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [backend]
+            ).fetchone() != (0,):
+                time.sleep(0.1)
+            assert watch.execute(held, [LOCK_KEY]).fetchone() == (0,)  # a second intake may take it
+            assert watch.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                 [backend]).fetchone() == (0,)
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in workers):
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in workers)
+    finally:
+        if poller.poll() is None:
+            poller.kill()
+            poller.wait()
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _sockets(items: Any, prefix: Any, rules: Any, preparers: Any = ()) -> Any:
+    """A worker's answer: how many socket descriptors it holds."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
+            count += stat.S_ISSOCK(os.fstat(int(name)).st_mode)
+    return [(pk, Prepared(digest=b"", noise=None, classification=count)) for pk, _ in items]
+
+
+def test_the_workers_hold_none_of_the_pollers_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prepare, "_prepare", _sockets)
+    connection.ensure_connection()  # this process's database connection: a socket the fork copies
+    assert _sockets([(1, b"")], None, None)[0][1].classification >= 1
+
+    with PreparePool(processes=1, tenant=None) as pool:
+        pool.submit([(1, b"Subject: hi")])
+        answer = pool.get(1)
+
+    assert answer is not None and answer.classification == 0
