@@ -11,6 +11,9 @@ with the same guarantees; only where the pure function ran changes.
 - A pool is started (fork: no imports to redo) only for a pass with more new messages than one
   intake batch, when settings.MAILBOX_INTAKE_PROCESSES > 0; its workers load the classifier's
   place data while this process fetches and stores the first batch.
+- It serves `manage.py mailbox poll --once` and other non-daemon processes. A daemonic process
+  (a Celery prefork child) may not have children: there the pass classifies in-process, and the
+  parallelism is the worker concurrency (mailboxes polled in parallel).
 - A verdict is used only for the exact bytes it was computed from (the raw message's length and
   digest are checked), else the intake classifies in-process as before.
 - Any failure of the pool (a worker killed, a pickling error, no answer within
@@ -159,6 +162,15 @@ def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any,
     return out
 
 
+_explained: set[str] = set()
+
+
+def _explain_once(why: str) -> None:
+    if why not in _explained:
+        _explained.add(why)
+        logger.debug("no intake workers here, the intake classifies in-process: %s", why)
+
+
 class PreparePool:
     """Worker processes classifying stored messages ahead of the intake (see the module docstring).
 
@@ -195,6 +207,9 @@ class PreparePool:
         """A pool when the pass has enough new messages to gain from one, else None."""
         processes = int(getattr(settings, "MAILBOX_INTAKE_PROCESSES", 0) or 0)
         if processes <= 0 or new <= settings.MAILBOX_INTAKE_BATCH:
+            return None
+        if multiprocessing.current_process().daemon:
+            _explain_once("a daemonic process (a Celery prefork child) may not have children")
             return None
         return cls(processes=processes, tenant=tenant)
 

@@ -4,6 +4,8 @@ outcome as in-process, and a worker that dies or hangs never loses or holds up a
 from __future__ import annotations
 
 import contextlib
+import logging
+import multiprocessing
 import os
 import signal
 import stat
@@ -243,3 +245,32 @@ def test_the_workers_hold_none_of_the_pollers_sockets(monkeypatch: pytest.Monkey
         answer = pool.get(1)
 
     assert answer is not None and answer.classification == 0
+
+
+def _for_pass_here(answers: Any) -> None:
+    """for_pass in this process or thread: (no pool?, the warnings it logged)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
+    logging.getLogger(prepare.__name__).addHandler(handler)
+    try:
+        pool = PreparePool.for_pass(new=1000, tenant=None)
+        if pool is not None:
+            with pool:
+                pool.submit([(1, b"Subject: hi\r\n\r\nquote please")])
+                pool.get(1)
+    finally:
+        logging.getLogger(prepare.__name__).removeHandler(handler)
+    answers.put((pool is None, [record.getMessage() for record in records]))
+
+
+def test_it_starts_no_workers_in_a_daemonic_process() -> None:
+    # As in a Celery prefork child, which may not have children.
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_for_pass_here, args=(answers,), daemon=True)
+    child.start()
+    try:
+        assert answers.get(timeout=60) == (True, [])
+    finally:
+        child.join(timeout=30)
