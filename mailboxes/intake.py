@@ -89,6 +89,13 @@ PENDING = (InboundMessage.Status.RECEIVED, InboundMessage.Status.FAILED)
 ACTION_CHUNK = 1000
 
 
+class BatchFlushConflict(Exception):
+    """A handler's batch-wide write (rows it kept to insert together) hit a conflict - a copy of a
+    message filed by a concurrent intake, say - while another message of the batch was being run.
+    The error is the batch's, not that message's: messages_process runs the batch one message at
+    a time instead of recording a failure against the message that happened to be current."""
+
+
 @dataclass(frozen=True)
 class IntakeResult:
     category: str = ""
@@ -296,7 +303,8 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
     When a message's intake raises, the batch is rolled back, that message alone has the attempt
     recorded (FAILED or QUARANTINED, as in message_process; its handlers ran once) and the rest
     of the batch is run again. After MAX_BATCH_FAILURES such failures, or an error that is no
-    message's (the locking SELECT, the UPDATE), the rest go one by one through message_process.
+    message's (the locking SELECT, the UPDATE, a BatchFlushConflict), the rest go one by one through
+    message_process.
     Keep batches modest (MAILBOX_INTAKE_BATCH): their row locks (the tenant's shipment counter,
     say) are held until the batch commits.
 
@@ -312,7 +320,7 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
             outcomes.update(_process_batch(ids, current, prepared))
             return outcomes
         except Exception as exc:
-            if not current:
+            if not current or isinstance(exc, BatchFlushConflict):
                 logger.exception("intake batch of %s messages failed; running them one by one", len(ids))
                 break
             pk = current[0]

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest, Lower
 
-from mailboxes.intake import jsonable
+from mailboxes.intake import BatchFlushConflict, jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
 from tms.accounts.models import Staff, Tenant
 
@@ -845,8 +845,9 @@ class _Pending:
     INSERT each for shipments and activities at the batch's end (BATCH_FLUSH) - or earlier, when
     a later message of the batch names one of them (_pending_flush_if_named). The unique
     constraints still judge at the INSERT: a conflict (a copy of the mail filed by a concurrent
-    intake) fails the batch, which then runs one message at a time through shipment_create's
-    savepoints (mailboxes.intake.messages_process)."""
+    intake) fails the batch as a BatchFlushConflict - the batch's error, not that of the message
+    that happened to be running when a write was brought forward - and the batch then runs one
+    message at a time through shipment_create's savepoints (mailboxes.intake.messages_process)."""
 
     def __init__(self, tenant: Tenant, last_value: int) -> None:
         self.tenant = tenant
@@ -874,8 +875,13 @@ class _Pending:
     def write(self) -> None:
         if not self.shipments:
             return
-        Shipment.unscoped.bulk_create(self.shipments)
-        Activity.unscoped.bulk_create(self.activities)
+        try:
+            Shipment.unscoped.bulk_create(self.shipments)
+            Activity.unscoped.bulk_create(self.activities)
+        except IntegrityError as exc:
+            raise BatchFlushConflict(
+                f"inserting {len(self.shipments)} shipments of the batch conflicted with existing rows"
+            ) from exc
         # Greatest: GREATEST() on PostgreSQL, MAX() on SQLite (the demo's database has no GREATEST).
         ShipmentCounter.objects.filter(tenant_id=self.tenant.pk).update(
             last_value=Greatest(F("last_value"), Value(self.last_value))

@@ -5,12 +5,14 @@ fewer queries."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from documents.models import Document
@@ -18,7 +20,7 @@ from mailboxes.intake import message_process, messages_process
 from mailboxes.models import InboundMessage, Mailbox
 from shipments.models import Activity, Contact, FiledMessage, Shipment
 from shipments.services import shipment_create, shipment_number_format
-from tests.factories import make_mailbox
+from tests.factories import make_mailbox, make_staff, make_tenant
 from tms.accounts.models import Staff, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -227,3 +229,78 @@ def test_it_makes_the_same_with_what_the_intake_workers_prepared(
 
     assert outcome(acme) == outcome(globex)
     assert excerpts
+
+
+def _put(mailbox: Mailbox, uid: int, raw: bytes, message_id: str) -> InboundMessage:
+    raw = re.sub(rb"(?im)^Message-ID:[^\r\n]*", b"Message-ID: " + message_id.encode(), raw, count=1)
+    sender = re.search(rb"(?im)^From:([^\r\n]*)", raw)
+    return InboundMessage.objects.for_tenant(mailbox.tenant).create(
+        mailbox=mailbox, folder="INBOX", uidvalidity=1, uid=uid, message_id=message_id, raw=raw, size=len(raw),
+        from_address=sender.group(1).decode(errors="replace").strip() if sender else "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conflict_of_the_batch_shipments_is_not_blamed_on_the_message_that_named_them() -> None:
+    """A copy of a quote is filed by a concurrent intake (mailbox A) while a batch of mailbox B
+    holds [the copy, a reply to it]: the reply makes the batch insert its pending shipment early,
+    which conflicts with the concurrent one. That is the batch's conflict, not the reply's: the
+    batch runs one message at a time and both messages are processed, neither failed."""
+    import classifier
+
+    tenant = make_tenant("race", "Race Freight")
+    shipment_create(tenant=tenant)  # the counter row exists: the batch keeps its shipments pending
+    a = make_mailbox(make_staff(tenant, "a@race.test"), "a@race.test")
+    b = make_mailbox(make_staff(tenant, "b@race.test"), "b@race.test")
+    quote = next(p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))
+                 if classifier.classify(p.read_bytes()).category == "quote")
+    key = "<copy-123@x.test>"
+    copy_a = _put(a, 1, quote, key)
+    copy_b = _put(b, 1, quote, key)
+    reply = (b"From: Gus <gus@sawmill.example>\r\nTo: b@race.test\r\nSubject: Re: quote\r\n"
+             b"Message-ID: x\r\nIn-Reply-To: " + key.encode() + b"\r\n\r\nThanks, please also add liftgate.\r\n")
+    reply_b = _put(b, 2, reply, "<reply-1@x.test>")
+    filed = threading.Event()
+    waited: list[bool] = []
+    errors: list[BaseException] = []
+
+    def concurrent_intake() -> None:
+        # Files the copy of mailbox A and holds its transaction (and the tenant's counter row) until
+        # the batch waits on it: the batch has then looked for the copy's shipment and not found it.
+        try:
+            with transaction.atomic():
+                shipment_create(tenant=tenant, source_message=InboundMessage.unscoped.get(pk=copy_a.pk))
+                filed.set()
+                deadline = time.monotonic() + 60  # a safety net only; the loop ends on the lock wait
+                with connection.cursor() as cursor:
+                    while time.monotonic() < deadline:
+                        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                       " AND datname = current_database() AND pid <> pg_backend_pid()")
+                        if cursor.fetchone()[0]:
+                            waited.append(True)
+                            break
+                        time.sleep(0.01)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            filed.set()
+            connection.close()
+
+    thread = threading.Thread(target=concurrent_intake)
+    thread.start()
+    assert filed.wait(60)
+    outcomes = messages_process(message_ids=[copy_b.pk, reply_b.pk])
+    thread.join(60)
+    assert not errors and waited == [True]  # the batch really ran into the concurrent copy
+
+    rows = {m.pk: (m.status, m.attempts, m.error) for m in InboundMessage.unscoped.filter(pk__in=[copy_b.pk, reply_b.pk])}
+    assert rows[reply_b.pk] == ("processed", 1, ""), f"the reply was blamed: {rows[reply_b.pk]}"
+    assert rows[copy_b.pk] == ("processed", 1, "")
+    reply_outcome = outcomes[reply_b.pk]
+    assert reply_outcome is not None and reply_outcome.status == "processed"
+    # The copy found the concurrent shipment rather than making a second one; the reply is on it.
+    shipment = Shipment.unscoped.get(tenant=tenant, source_message=copy_a.pk)
+    assert Shipment.unscoped.filter(tenant=tenant).count() == 2  # the first one and the copy's
+    assert set(Activity.unscoped.filter(shipment=shipment).values_list("inbound_message", flat=True)) >= {
+        copy_a.pk, reply_b.pk}
+    sequences = sorted(Shipment.unscoped.filter(tenant=tenant).values_list("sequence", flat=True))
+    assert sequences == list(range(1, len(sequences) + 1))
