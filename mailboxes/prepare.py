@@ -13,7 +13,9 @@ with the same guarantees; only where the pure function ran changes.
   place data while this process fetches and stores the first batch.
 - It serves `manage.py mailbox poll --once` and other non-daemon processes. A daemonic process
   (a Celery prefork child) may not have children: there the pass classifies in-process, and the
-  parallelism is the worker concurrency (mailboxes polled in parallel).
+  parallelism is the worker concurrency (mailboxes polled in parallel). Only the main thread starts
+  one: `mailbox idle` polls from up to MAILBOX_IDLE_MAX_CONNECTIONS threads, which would start a
+  pool each, forked from a many-threaded process.
 - A verdict is used only for the exact bytes it was computed from (the raw message's length and
   digest are checked), else the intake classifies in-process as before.
 - Any failure of the pool (a worker killed, a pickling error, no answer within
@@ -37,6 +39,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -210,6 +213,9 @@ class PreparePool:
             return None
         if multiprocessing.current_process().daemon:
             _explain_once("a daemonic process (a Celery prefork child) may not have children")
+            return None
+        if threading.current_thread() is not threading.main_thread():
+            _explain_once("only the main thread starts them (mailbox idle runs a poll per thread)")
             return None
         return cls(processes=processes, tenant=tenant)
 

@@ -7,10 +7,12 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,15 @@ def test_it_starts_no_workers_in_a_daemonic_process() -> None:
         assert answers.get(timeout=60) == (True, [])
     finally:
         child.join(timeout=30)
+
+
+def test_it_starts_workers_only_from_the_main_thread() -> None:
+    # mailbox idle polls from many threads: no pool each, forked from a many-threaded process.
+    answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    thread = threading.Thread(target=_for_pass_here, args=(answers,))
+    thread.start()
+    thread.join()
+    assert answers.get_nowait() == (True, [])
+
+    _for_pass_here(answers)  # the main thread may
+    assert answers.get_nowait() == (False, [])
