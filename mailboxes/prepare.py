@@ -238,8 +238,8 @@ class PreparePool:
             chunk = kept[start:start + CHUNK]
             try:
                 future = self.executor.submit(_prepare, chunk, self.prefix, self.rules, self.preparers)
-            except Exception:
-                self._break("submitting to the intake workers failed")
+            except (OSError, RuntimeError, AssertionError) as failure:  # no fork, a broken or shut pool
+                self._break("submitting to the intake workers failed", failure)
                 return
             for pk, raw in chunk:
                 self.futures[pk] = future
@@ -257,14 +257,26 @@ class PreparePool:
             return None
         began = time.monotonic()
         try:
-            for key, prepared in future.result(timeout=PREPARE_TIMEOUT):
-                self.ready[key] = prepared
-                self.futures.pop(key, None)
-        except Exception:
-            self._break("an intake worker failed")
-            return None
+            # Nothing is caught while waiting: what interrupts the wait (Celery's
+            # SoftTimeLimitExceeded, KeyboardInterrupt) belongs to the caller.
+            done, _ = concurrent.futures.wait([future], timeout=PREPARE_TIMEOUT)
         finally:
             self.waited += time.monotonic() - began
+        if not done:
+            self._break(f"no answer from the intake workers within {PREPARE_TIMEOUT:g} s")
+            return None
+        try:
+            # The pool's own failures: a worker killed (BrokenProcessPool), an error raised in a
+            # worker or in pickling its chunk or its answer, a cancelled chunk.
+            failure = future.exception(timeout=0)
+        except concurrent.futures.CancelledError as cancelled:
+            failure = cancelled
+        if failure is not None:
+            self._break("an intake worker failed", failure)
+            return None
+        for key, prepared in future.result(timeout=0):
+            self.ready[key] = prepared
+            self.futures.pop(key, None)
         found = self.ready.get(pk)
         self.used += found is not None
         return found
@@ -284,8 +296,8 @@ class PreparePool:
             self.futures.pop(pk, None)
             self.pending_bytes -= self.pending.pop(pk, 0)
 
-    def _break(self, why: str) -> None:
-        logger.warning("%s; the rest of the pass is classified in-process", why, exc_info=True)
+    def _break(self, why: str, failure: BaseException | None = None) -> None:
+        logger.warning("%s; the rest of the pass is classified in-process", why, exc_info=failure)
         self.broken = True
         self.forget()
         self._stop(kill=True)

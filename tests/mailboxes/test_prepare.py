@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection
 
 import classifier
@@ -86,12 +87,17 @@ def expected(mailbox: Mailbox) -> list[tuple[int, str, str, str]]:
     return outcomes(mailbox)
 
 
-def _die(items: Any, prefix: Any, rules: Any) -> Any:
+# The faults take _prepare's arguments (a fault that took fewer would only raise a TypeError).
+def _die(items: Any, prefix: Any, rules: Any, preparers: Any) -> Any:
     os._exit(3)
 
 
-def _hang(items: Any, prefix: Any, rules: Any) -> Any:
+def _hang(items: Any, prefix: Any, rules: Any, preparers: Any) -> Any:
     time.sleep(120)
+
+
+def _raise(items: Any, prefix: Any, rules: Any, preparers: Any) -> Any:
+    raise ValueError("a bug in a worker")
 
 
 def test_it_classifies_a_big_poll_in_the_workers_with_the_same_outcome(
@@ -121,7 +127,7 @@ def test_it_classifies_in_process_without_workers(
     assert len(parent_classifies) == classified(mailbox)
 
 
-@pytest.mark.parametrize("fault", [_die, _hang], ids=["dies", "hangs"])
+@pytest.mark.parametrize("fault", [_die, _hang, _raise], ids=["dies", "hangs", "raises"])
 def test_it_classifies_in_process_when_a_worker_fails(
     bob: Staff, dovecot: Any, monkeypatch: pytest.MonkeyPatch, parent_classifies: list[int], fault: Any
 ) -> None:
@@ -288,3 +294,26 @@ def test_it_starts_workers_only_from_the_main_thread() -> None:
 
     _for_pass_here(answers)  # the main thread may
     assert answers.get_nowait() == (False, [])
+
+
+def _interrupt_the_poller(items: Any, prefix: Any, rules: Any, preparers: Any = ()) -> Any:
+    os.kill(os.getppid(), signal.SIGUSR1)  # Celery's soft time limit signal, while the poller waits
+    time.sleep(120)
+
+
+def test_the_pool_never_swallows_a_soft_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's SoftTimeLimitExceeded is raised wherever the poller is when SIGUSR1 comes: in get()
+    waiting for the chunk, or still in submit() if the worker is that quick. Neither may take it for
+    a pool failure and carry on classifying in-process."""
+    monkeypatch.setattr(prepare, "_prepare", _interrupt_the_poller)
+
+    def soft_time_limit(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGUSR1, soft_time_limit)
+    try:
+        with PreparePool(processes=1, tenant=None) as pool, pytest.raises(SoftTimeLimitExceeded):
+            pool.submit([(1, b"Subject: hi\r\n\r\nquote please")])
+            pool.get(1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
