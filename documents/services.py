@@ -25,6 +25,7 @@ from classifier.attachments import kind_from_text
 from mailboxes.models import InboundMessage
 from shipments.models import Activity, Shipment
 from tms.accounts.models import Staff, Tenant
+from tms.db import rows_update
 
 from . import extract, matching
 from .models import Document, Kind, MatchState, Status, StoredFile, document_storage, stored_file_name
@@ -460,20 +461,9 @@ _OUTCOME_FIELDS = ("extracted_text", "kind", "status", "error", "processed_at", 
 
 
 def _documents_write(documents: Sequence[Document]) -> None:
-    """The outcome columns of locked documents: one UPDATE per row, sent in one pipeline (one round
-    trip; the columns a document's outcome did not touch are written back as they were read)."""
-    if not documents:
-        return
-    fields = [Document._meta.get_field(name) for name in _OUTCOME_FIELDS]
-    connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    # Table and column names come from the model, never from input.
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)  # type: ignore[union-attr]
-    table, key = quote(Document._meta.db_table), quote(Document._meta.pk.column)  # type: ignore[union-attr]
-    rows = [[f.get_db_prep_save(getattr(d, f.attname), connection) for f in fields] + [d.pk]  # type: ignore[union-attr]
-            for d in documents]
-    with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {key} = %s", rows)  # noqa: S608
+    """The outcome columns of locked documents, in one round trip (tms.db.rows_update; the columns a
+    document's outcome did not touch are written back as they were read)."""
+    rows_update(objects=documents, field_names=_OUTCOME_FIELDS)
 
 
 def _match_prefetch(documents: list[Document], outcomes: dict[int, extract.Extraction | str]

@@ -64,6 +64,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from tms.db import rows_update
 from tms.logging import log_context
 
 from .models import InboundMessage, Mailbox, OutboundMessage
@@ -376,23 +377,8 @@ def _prepared_for(messages: Sequence[InboundMessage], prepared: Prepare | None) 
 
 
 def _outcomes_save(messages: Sequence[InboundMessage]) -> None:
-    """The outcome columns of a batch's messages: one UPDATE per row sent in one pipeline (one round
-    trip) - bulk_update's CASE WHEN per column costs more to build and to run than the intake."""
-    if not messages:
-        return
-    fields = [InboundMessage._meta.get_field(name) for name in _OUTCOME_FIELDS]
-    connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    # Table and column names come from the model, never from input.
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)  # type: ignore[union-attr]
-    table, key = quote(InboundMessage._meta.db_table), quote(InboundMessage._meta.pk.column)  # type: ignore[union-attr]
-    sql = f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608
-    rows = [
-        [f.get_db_prep_save(getattr(m, f.attname), connection) for f in fields] + [m.pk]  # type: ignore[union-attr]
-        for m in messages
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    """The outcome columns of a batch's messages, in one round trip (tms.db.rows_update)."""
+    rows_update(objects=messages, field_names=_OUTCOME_FIELDS)
 
 
 def _batch_flush(batch: dict[str, Any]) -> None:
