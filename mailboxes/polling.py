@@ -195,6 +195,5 @@ def _poll_one(mailbox: Mailbox, lock: locks.Lock, cursor: FolderCursor | None, u
                                decide=lambda info: _decide(cursor, info))
         if verdict != HANDOFF:
             metrics.poll_observed(result=result, seconds=time.monotonic() - began)
-        if verdict != HANDOFF:
             log_outcome(mailbox, result)
     return verdict
