@@ -31,14 +31,13 @@ import contextlib
 import imaplib
 import multiprocessing
 import os
-import signal
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, ROOT, App, Options, Table, Testbed, median, ratio, write_result
+from bench.common import PYTHON, ROOT, App, Options, Table, Testbed, group_stop, median, ratio, write_result
 
 PASSWORD = "idle-pass"
 
@@ -154,13 +153,7 @@ class Worker:
         return sizes
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        group_stop(self.proc)
 
 
 def cycle(ids: list[int], timeout: float = 600) -> float:
@@ -227,13 +220,7 @@ def idle_mode(app: App, ids: list[int], quiet_seconds: float, messages: int) -> 
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.2)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        group_stop(proc)
     return {"mailboxes": len(ids), "catch_up_seconds": caught_up, "quiet_seconds": quiet_seconds,
             "polled_while_quiet": polled_while_quiet, "latencies": latencies,
             "latency_p50": median(latencies), "latency_max": max(latencies)}

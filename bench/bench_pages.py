@@ -46,14 +46,13 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, App, Options, Table, Testbed, ensure_wrk, ratio, write_result
+from bench.common import ROOT, App, Options, Table, Testbed, ensure_wrk, group_stop, http_wait, ratio, write_result
 
 # 1 s between a response and the next request of the same client: 50 clients offer 50 requests/s,
 # an aggressive user (clicking through lists without reading them); a person reading a page waits
@@ -170,14 +169,8 @@ class Gunicorn:
              "--bind", f"127.0.0.1:{port}"],
             env=app.env, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
+        if http_wait(f"http://127.0.0.1:{port}/healthz", self.proc, 60):
+            return
         raise RuntimeError(f"gunicorn did not start: {self.log.read_text()[-2000:]}")
 
     def worker_cpu_seconds(self) -> float:
@@ -192,13 +185,7 @@ class Gunicorn:
         return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        group_stop(self.proc)
 
 
 def ensure_nginx() -> str:
@@ -252,25 +239,13 @@ http {{
 """)
         self.proc = subprocess.Popen([ensure_nginx(), "-p", str(work), "-c", str(conf), "-e", str(self.log)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
+        if http_wait(f"http://127.0.0.1:{port}/healthz", self.proc, 30):
+            return
         self.stop()
         raise RuntimeError(f"nginx did not start: {self.log.read_text()[-2000:] if self.log.exists() else ''}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        group_stop(self.proc)
 
 
 def wrk(binary: str, url: str, cookie: str, seconds: int, script: str, connections: int = 50,

@@ -21,10 +21,12 @@ import platform
 import pwd
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +237,31 @@ def timed_child(cmd: Sequence[str], *, env: dict[str, str], log: Path | None = N
     stdout = out_path.read_text(errors="replace") if out_path else ""
     tail = log.read_text(errors="replace")[-2000:] if log else ""
     return Run(seconds, usage.ru_maxrss / 1024, proc.returncode, stdout, tail)
+
+
+def group_stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a child started with start_new_session=True, its whole process group: SIGTERM, then
+    SIGKILL after 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def http_wait(url: str, proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """True once `url` answers; False when `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(url, timeout=2).read()
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
 
 
 def peak_rss_mb() -> float:
