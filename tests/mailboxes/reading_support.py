@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
+from mailboxes import sessions
 from mailboxes.intake import IntakeContext, IntakeResult
 from mailboxes.models import InboundMessage, Mailbox
 from tms.accounts.models import Staff
@@ -59,6 +60,14 @@ def handler_log(settings: Any) -> Iterator[HandlerLog]:
     yield LOG
     LOG.block.set()
     LOG.reset()
+
+
+@pytest.fixture
+def fresh_kept_connections() -> Iterator[None]:
+    """No IMAP connection kept by this process from another test, before or after this one."""
+    sessions.kept_close_all()
+    yield
+    sessions.kept_close_all()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import imaplib
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from mailboxes.models import Mailbox
 from mailboxes.reading import FolderReader, mailbox_poll
 from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
     append,
+    fresh_kept_connections,
     handler_log,
     make_reader,
     message,
@@ -23,14 +23,7 @@ from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
 )
 from tms.accounts.models import Staff
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log")]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    sessions.kept_close_all()
-    yield
-    sessions.kept_close_all()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log", "fresh_kept_connections")]
 
 
 def kept_client(mailbox: Mailbox) -> Any:

@@ -6,7 +6,6 @@ import imaplib
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from mailboxes.models import FolderCursor, InboundMessage, Mailbox
 from mailboxes.reading import mailbox_poll
 from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
     append,
+    fresh_kept_connections,
     handler_log,
     make_reader,
     message,
@@ -26,14 +26,7 @@ from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
 )
 from tms.accounts.models import Staff
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log")]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    sessions.kept_close_all()
-    yield
-    sessions.kept_close_all()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings", "handler_log", "fresh_kept_connections")]
 
 
 class Queue:
