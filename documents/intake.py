@@ -20,12 +20,14 @@ PREPARED = f"{__name__}.prepare"
 
 def prepare(raw: bytes, classification: Any) -> dict[str, Any] | None:
     """Ahead, in an intake worker (mailboxes/prepare.py): the text of the attachments the processor
-    will read, when it runs in this process (`mailbox poll --once`); else it would be wasted."""
+    will read, when it runs in this process (`mailbox poll --once`); else it would be wasted. None
+    for a message without attachments (most of them): handle() records nothing for it."""
     from tms.celery import app
 
-    if not app.conf.task_always_eager:
+    attachments = tuple(getattr(classification, "attachments", None) or ())
+    if not attachments or not app.conf.task_always_eager:
         return None
-    return services.documents_extract_ahead(attachments=tuple(getattr(classification, "attachments", None) or ()))
+    return services.documents_extract_ahead(attachments=attachments)
 
 
 def _filed_on(context: IntakeContext) -> list[str]:

@@ -31,6 +31,8 @@ from tms.accounts.models import Tenant
 _TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 # A label glued to its number in file names: "PO77102", "BOL-5521907", "PRO#RT33817".
 _GLUED_LABEL = re.compile(r"^(?:PO|BOL|BL|PRO)[#-]?(?=\d)", re.IGNORECASE)
+# A digit in such a word (the words are ASCII: _TOKEN matches nothing else).
+_DIGIT = re.compile(r"[0-9]")
 _MIN_NUMBER_LENGTH = 4
 _MAX_TOKENS = 5000
 
@@ -45,9 +47,10 @@ class Match:
 def number_tokens(*texts: str) -> set[str]:
     """Upper-case words that could be a BOL, PO or PRO number (at least 4 characters, one a digit)."""
     found: set[str] = set()
+    has_digit = _DIGIT.search
     for text in texts:
         for raw in _TOKEN.findall(text or ""):
-            if len(raw) < _MIN_NUMBER_LENGTH or not any(ch.isdigit() for ch in raw):
+            if len(raw) < _MIN_NUMBER_LENGTH or not has_digit(raw):
                 continue
             word = raw.upper()
             found.add(word)
@@ -71,11 +74,16 @@ def shipments_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> list[Shipment]
 _NUMBERED_LIMIT = 50
 
 
-def _numbered_query(tenant: Tenant, tokens: set[str]) -> Any:
+def _numbered_query(tenant: Tenant, tokens: set[str], numbers: set[str] | None = None) -> Any:
+    """The shipments with a BOL, PO or PRO number among `tokens` (or a shipment number among
+    `numbers`), newest first."""
+    named = Q(bol__in=tokens) | Q(po__in=tokens) | Q(pro__in=tokens)
+    if numbers:
+        named |= Q(number__in=numbers)
     return (
         Shipment.objects.for_tenant(tenant)
         .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))
-        .filter(Q(bol__in=tokens) | Q(po__in=tokens) | Q(pro__in=tokens))
+        .filter(named)
         .order_by("-created_at", "-id")
     )
 
@@ -135,9 +143,14 @@ class Prefetched:
     numbered: list[Shipment] | None  # None: too many rows to hold, find_match queries per document
 
 
-def _evidence(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]
-              ) -> tuple[list[list[str]], set[str]]:
-    """The shipment-number groups and the BOL/PO/PRO tokens find_match looks up for a document."""
+# What find_match looks up for a document: the shipment-number groups (the message's refs, the refs
+# in the file name, those in the text, the shipments it was filed on) and the BOL/PO/PRO tokens.
+Evidence = tuple[list[list[str]], set[str]]
+
+
+def evidence(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object]) -> Evidence:
+    """The evidence find_match looks up for a document; a batch computes it once for prefetch()
+    and find_match (evidence=) both: reading a long text for refs and numbers is not free."""
     prefix = tenant.ref_prefix
     groups = [
         _numbers(tenant, [str(r) for r in _as_list(hints.get("refs"))]),
@@ -152,20 +165,36 @@ _PREFETCH_MAX_ROWS = 2000
 
 
 def prefetch(*, tenant: Tenant, documents: Iterable[tuple[str, str, dict[str, object]]]) -> Prefetched:
-    """find_match's lookups for many (filename, text, hints) of one tenant in two queries."""
+    """find_match's lookups for many (filename, text, hints) of one tenant, in one query."""
+    return prefetch_evidence(tenant=tenant, evidences=[
+        evidence(tenant=tenant, filename=filename, text=text, hints=hints) for filename, text, hints in documents])
+
+
+def prefetch_evidence(*, tenant: Tenant, evidences: Iterable[Evidence]) -> Prefetched:
+    """prefetch() of documents whose evidence() is known."""
     numbers: set[str] = set()
     tokens: set[str] = set()
-    for filename, text, hints in documents:
-        groups, found = _evidence(tenant=tenant, filename=filename, text=text, hints=hints)
+    for groups, found in evidences:
         numbers.update(n for group in groups for n in group)
         tokens |= found
-    by_number = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)} if numbers else {}
-    numbered: list[Shipment] | None = []
-    if tokens:
-        numbered = cast(list[Shipment], list(_numbered_query(tenant, tokens)[:_PREFETCH_MAX_ROWS + 1]))
-        if len(numbered) > _PREFETCH_MAX_ROWS:
-            numbered = None
-    return Prefetched(by_number=by_number, numbered=numbered)
+    if not tokens:
+        return Prefetched(by_number=_shipments_numbered(tenant, numbers), numbered=[])
+    # Both lookups in one query: the shipments named by a token or by number, newest first. Up to
+    # _PREFETCH_MAX_ROWS + 1 rows named by a token are wanted (more: find_match queries per
+    # document), so the query stops len(numbers) rows later: when it stops there, more than that
+    # many rows were named by a token, and the rows named by number are asked for on their own.
+    limit = _PREFETCH_MAX_ROWS + 1 + len(numbers)
+    rows = cast(list[Shipment], list(_numbered_query(tenant, tokens, numbers)[:limit]))
+    numbered = [s for s in rows if {s.bol, s.po, s.pro} & tokens]  # type: ignore[attr-defined]
+    if len(rows) < limit:
+        by_number = {s.number: s for s in rows if s.number in numbers}
+    else:
+        by_number = _shipments_numbered(tenant, numbers)
+    return Prefetched(by_number=by_number, numbered=numbered if len(numbered) <= _PREFETCH_MAX_ROWS else None)
+
+
+def _shipments_numbered(tenant: Tenant, numbers: set[str]) -> dict[str, Shipment]:
+    return {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)} if numbers else {}
 
 
 def _numbers(tenant: Tenant, refs: Iterable[str]) -> list[str]:
@@ -173,11 +202,12 @@ def _numbers(tenant: Tenant, refs: Iterable[str]) -> list[str]:
 
 
 def find_match(*, tenant: Tenant, filename: str, text: str, hints: dict[str, object],
-               prefetched: Prefetched | None = None) -> Match:
-    """`prefetched`: prefetch() of a batch of documents that includes this one (no queries here)."""
+               prefetched: Prefetched | None = None, known: Evidence | None = None) -> Match:
+    """`prefetched`: prefetch() of a batch of documents that includes this one (no queries here);
+    `known`: evidence() of these filename, text and hints, when the caller has it already."""
     # The shipments named by number - the message's refs, those it was filed on, refs in the file
     # name and in the text - in one query (they were four: this runs for every document read).
-    groups, tokens = _evidence(tenant=tenant, filename=filename, text=text, hints=hints)
+    groups, tokens = known or evidence(tenant=tenant, filename=filename, text=text, hints=hints)
     hint_refs, in_name, in_text, filed = _by_number(tenant=tenant, groups=groups, prefetched=prefetched)
     filed.sort(key=lambda s: (s.created_at, s.pk), reverse=True)  # hinted_shipments' order
     hinted = hint_refs + [s for s in filed if s.pk not in {h.pk for h in hint_refs}]

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _DECORATION_MAX_BYTES = 64 * 1024
 _DECORATION_NAMES = ("image0", "logo", "signature", "banner", "icon", "facebook", "linkedin", "twitter",
                      "instagram", "youtube", "outlook", "spacer")
+# Kind.values builds a new list on every use.
+_KINDS = frozenset(Kind.values)
 
 
 class AttachmentLike(Protocol):
@@ -167,7 +169,7 @@ def documents_record_from_message(
             outcome.skipped.append(attachment.filename)
             continue
         digest = hashlib.sha256(payload).hexdigest()
-        kind = attachment.kind if attachment.kind in Kind.values else Kind.OTHER
+        kind = attachment.kind if attachment.kind in _KINDS else Kind.OTHER
         document = Document(
             tenant=tenant, source_message=message, position=position, filename=_clip_filename(attachment.filename),
             content_type=_content_type(attachment), size=len(payload),
@@ -355,14 +357,18 @@ def _ahead_keep(document: Document, extracted: dict[str, Any]) -> None:
 
 def _extract(document: Document, payload: bytes) -> extract.Extraction:
     """extract.extract_text of the stored bytes, or what was read of the same bytes ahead."""
+    return _extract_read(sha256=document.sha256, filename=document.filename, content_type=document.content_type,
+                         payload=payload)
+
+
+def _extract_read(*, sha256: str, filename: str, content_type: str, payload: bytes) -> extract.Extraction:
     bounds = limits()
-    found = _AHEAD.pop((document.sha256, document.filename, document.content_type, bounds), None)
-    if found is not None and hashlib.sha256(payload).hexdigest() == document.sha256:
+    found = _AHEAD.pop((sha256, filename, content_type, bounds), None)
+    if found is not None and hashlib.sha256(payload).hexdigest() == sha256:
         if isinstance(found, str):
             raise extract.ExtractionError(found)
         return found
-    return extract.extract_text(payload=payload, filename=document.filename, content_type=document.content_type,
-                                limits=bounds)
+    return extract.extract_text(payload=payload, filename=filename, content_type=content_type, limits=bounds)
 
 
 # ----------------------------------------------------------------------------- processing
@@ -372,9 +378,22 @@ def document_read(*, document: Document) -> bytes:
     """The stored bytes (OSError when the storage cannot be read: a temporary error)."""
     if document.stored is None:
         raise FileNotFoundError("the document's content was not stored")
-    with document.stored.file.open("rb") as handle:
+    return _stored_read(document.stored.file.name)
+
+
+def _stored_read(name: str | None) -> bytes:
+    """The bytes of a StoredFile by its storage name, as StoredFile.file.open() reads them (the
+    batch processor has the name alone: it builds no rows to read its documents)."""
+    if name is None:
+        raise FileNotFoundError("the document's content was not stored")
+    if not name:
+        raise ValueError("The 'file' attribute has no file associated with it.")
+    with _STORED_FILE.storage.open(name, "rb") as handle:
         data: bytes = handle.read(settings.DOCUMENT_MAX_BYTES + 1)
     return data
+
+
+_STORED_FILE = cast(Any, StoredFile._meta.get_field("file"))
 
 
 def document_process(*, document_id: int) -> Document | None:
@@ -418,30 +437,31 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
     their row locks (pending ones only: safe to run twice). Returns the ids left for
     document_process one by one - a storage error (retried with backoff there) or an unexpected
     error - so that one bad file never holds up the others."""
-    documents = list(
-        Document.unscoped.select_related("tenant", "stored")
-        .filter(pk__in=list(document_ids), status=Status.PENDING).order_by("pk")
-    )
+    # What reading needs, as plain values: the rows are read again, whole, under their locks.
+    pending = (Document.unscoped.filter(pk__in=list(document_ids), status=Status.PENDING).order_by("pk")
+               .values_list("pk", "sha256", "filename", "content_type", "stored__file"))
     outcomes: dict[int, extract.Extraction | str] = {}
     left: list[int] = []
-    for document in documents:
+    for pk, sha256, filename, content_type, stored_name in pending:
         try:
-            payload = document_read(document=document)
+            payload = _stored_read(stored_name)
             if len(payload) > settings.DOCUMENT_MAX_BYTES:
                 raise extract.ExtractionError(
                     f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
                 )
-            outcomes[document.pk] = _extract(document, payload)
+            outcomes[pk] = _extract_read(sha256=sha256, filename=filename, content_type=content_type,
+                                         payload=payload)
         except extract.ExtractionError as exc:
-            outcomes[document.pk] = str(exc)
+            outcomes[pk] = str(exc)
         except Exception:  # OSError and the unexpected: the one-by-one task retries or reports it
-            logger.warning("document %s: left to its own task", document.pk, exc_info=True)
-            left.append(document.pk)
+            logger.warning("document %s: left to its own task", pk, exc_info=True)
+            left.append(pk)
     if outcomes:
         with transaction.atomic():
             locked = list(Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
                           .filter(pk__in=list(outcomes), status=Status.PENDING).order_by("pk"))
-            prefetched = _match_prefetch(locked, outcomes)
+            prefetched, evidence = _match_prefetch(locked, outcomes)
+            activities: list[Activity] = []
             for document in locked:
                 outcome = outcomes[document.pk]
                 if isinstance(outcome, str):
@@ -450,7 +470,9 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
                     document.processed_at = timezone.now()
                     logger.info("document %s failed: %s", document.pk, outcome)
                 else:
-                    _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id), save=False)
+                    _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id),
+                                   known=evidence.get(document.pk), activities=activities)
+            Activity.unscoped.bulk_create(activities)
             _documents_write(locked)
     return left
 
@@ -467,17 +489,23 @@ def _documents_write(documents: Sequence[Document]) -> None:
 
 
 def _match_prefetch(documents: list[Document], outcomes: dict[int, extract.Extraction | str]
-                    ) -> dict[int, matching.Prefetched]:
-    """matching.prefetch per tenant for the documents _record_result will try to match."""
+                    ) -> tuple[dict[int, matching.Prefetched], dict[int, matching.Evidence]]:
+    """matching.prefetch per tenant for the documents _record_result will try to match, and the
+    matching.evidence of each of them (by document id), for find_match to use again."""
     wanted: dict[int, list[Document]] = {}
     for document in documents:
         if isinstance(outcomes[document.pk], extract.Extraction) and _will_match(document):
             wanted.setdefault(document.tenant_id, []).append(document)
-    return {
-        tenant_id: matching.prefetch(tenant=group[0].tenant, documents=[
-            (d.filename, cast(extract.Extraction, outcomes[d.pk]).text, d.hints or {}) for d in group])
+    evidence = {
+        d.pk: matching.evidence(tenant=d.tenant, filename=d.filename,
+                                text=cast(extract.Extraction, outcomes[d.pk]).text, hints=d.hints or {})
+        for group in wanted.values() for d in group
+    }
+    prefetched = {
+        tenant_id: matching.prefetch_evidence(tenant=group[0].tenant, evidences=[evidence[d.pk] for d in group])
         for tenant_id, group in wanted.items()
     }
+    return prefetched, evidence
 
 
 def _will_match(document: Document) -> bool:
@@ -495,10 +523,11 @@ def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
 
 
 def _record_result(document: Document, result: extract.Extraction, *, prefetched: matching.Prefetched | None = None,
-                   save: bool = True) -> None:
+                   known: matching.Evidence | None = None, activities: list[Activity] | None = None) -> None:
     """Write what was read of a locked, pending document, matching it when the evidence says so.
-    `prefetched`: matching.prefetch() of a batch that includes it; save=False: the caller writes
-    the _OUTCOME_FIELDS (_documents_write)."""
+    `prefetched`: matching.prefetch() of a batch that includes it, `known` its matching.evidence();
+    `activities`: the caller inserts the timeline entry of a match (appended there) and writes the
+    _OUTCOME_FIELDS (_documents_write); without it the document is saved here."""
     document.extracted_text = result.text
     document.kind = _refined_kind(document.kind, result)
     document.status = Status.PROCESSED
@@ -507,13 +536,13 @@ def _record_result(document: Document, result: extract.Extraction, *, prefetched
     fields = ["extracted_text", "kind", "status", "error", "processed_at"]
     if _will_match(document):
         found = matching.find_match(tenant=document.tenant, filename=document.filename, text=result.text,
-                                    hints=document.hints or {}, prefetched=prefetched)
+                                    hints=document.hints or {}, prefetched=prefetched, known=known)
         document.candidates = found.candidates
         fields.append("candidates")
         if found.shipment is not None:
-            _match(document, shipment=found.shipment, staff=None, via=found.via)
+            _match(document, shipment=found.shipment, staff=None, via=found.via, activities=activities)
             fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
-    if save:
+    if activities is None:
         document.save(update_fields=fields)
     logger.info("document %s processed: kind %s, %s", document.pk, document.kind,
                 f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
@@ -526,23 +555,30 @@ def _refined_kind(kind: str, result: extract.Extraction) -> str:
         return kind
     head = "\n".join([result.title, *[line for line in result.text.splitlines() if line.strip()][:2]])
     found = kind_from_text(head)
-    return found if found in Kind.values else kind
+    return found if found in _KINDS else kind
 
 
 # ----------------------------------------------------------------------------- staff actions
 
 
-def _match(document: Document, *, shipment: Shipment, staff: Staff | None, via: str) -> None:
+def _match(document: Document, *, shipment: Shipment, staff: Staff | None, via: str,
+           activities: list[Activity] | None = None) -> None:
+    """File `document` on `shipment` and note it on the shipment's timeline: the Activity is
+    inserted here, or appended to `activities` for the caller to insert with others."""
     document.shipment = shipment
     document.match_state = MatchState.MATCHED
     document.matched_via = via[:200]
     document.matched_by = staff
     document.matched_at = timezone.now()
-    Activity.objects.for_tenant(document.tenant).create(
-        shipment=shipment, kind=Activity.Kind.DOCUMENT, actor=staff,
+    activity = Activity(
+        tenant=document.tenant, shipment=shipment, kind=Activity.Kind.DOCUMENT, actor=staff,
         text=f"{Kind(document.kind).label}: {document.filename}"
              + (f" (matched by {via})" if staff is None and via else ""),
     )
+    if activities is None:
+        activity.save(force_insert=True)
+    else:
+        activities.append(activity)
 
 
 def document_match(*, document: Document, shipment: Shipment, staff: Staff | None = None, via: str = "") -> Document:

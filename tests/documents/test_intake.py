@@ -205,3 +205,74 @@ def test_a_failed_attachment_never_fails_the_message(
     [document] = docs(message)
     assert message.status == InboundMessage.Status.PROCESSED and message.error == ""
     assert document.status == "failed" and "PDF header" in document.error
+
+
+def test_a_batch_of_documents_is_read_and_filed_as_each_document_alone_is(
+    inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from documents import services
+    from mailboxes.intake import messages_process
+    from tests.documents.support import store
+    from tms.db import rows_update
+
+    labels = corpus_labels()
+    with_files = sorted(name for name, row in labels.items() if row["attachments"])
+    for name in with_files:
+        for ref in labels[name]["shipment_refs"]:
+            shipment(acme, int(ref.split("-")[1]))
+    ids = [store(inbox, corpus(name)).pk for name in with_files]
+    with django_capture_on_commit_callbacks(execute=False):  # recorded, left pending
+        messages_process(message_ids=ids)
+    pending = list(Document.objects.for_tenant(acme).order_by("pk"))
+    assert len(pending) > 10 and {d.status for d in pending} == {"pending"}
+    before = Activity.objects.for_tenant(acme).count()
+
+    def outcome() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        documents = Document.objects.for_tenant(acme).order_by("pk").values_list(
+            "pk", "kind", "status", "error", "extracted_text", "shipment", "match_state", "matched_via", "candidates")
+        timeline = Activity.objects.for_tenant(acme).filter(kind="document").order_by("pk").values_list(
+            "shipment", "actor", "text")
+        return list(documents), list(timeline)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert services.documents_process(document_ids=[d.pk for d in pending]) == []
+    together = outcome()
+    Activity.objects.for_tenant(acme).filter(kind="document").delete()
+    rows_update(objects=pending, field_names=services._OUTCOME_FIELDS)  # pending again, as recorded
+    for document in pending:
+        services.document_process(document_id=document.pk)
+
+    assert outcome() == together
+    assert {status for _, _, status, *_ in together[0]} == {"processed"}
+    assert len(together[1]) == Activity.objects.for_tenant(acme).count() - before > 5
+    # One SELECT to read, then in one transaction: the locking SELECT, the shipments for all the
+    # documents, the timeline entries in one INSERT and the outcomes in one pipelined UPDATE.
+    statements = [q["sql"].split(" times: ")[-1].split()[0] for q in queries.captured_queries]  # executemany: "N times: "
+    assert statements == ["SELECT", "SAVEPOINT", "SELECT", "SELECT", "INSERT", "UPDATE", "RELEASE"]
+
+
+def test_the_read_ahead_is_for_messages_with_attachments_when_the_processor_runs_here(
+    doc_settings: Any, acme: Tenant
+) -> None:
+    import classifier
+    from documents import intake
+    from tms.celery import app
+
+    plain = classifier.classify(mail("No files here"), shipment_prefix=acme.ref_prefix)
+    raw = mail("Docs", attachments=[("BOL_SHP105999.pdf", "application/pdf", make_pdf("BILL OF LADING"))])
+    with_file = classifier.classify(raw, shipment_prefix=acme.ref_prefix)
+    eager = app.conf.task_always_eager
+    try:
+        app.conf.task_always_eager = True
+        assert intake.prepare(mail("No files here"), plain) is None
+        ahead = intake.prepare(raw, with_file)
+        assert ahead is not None
+        [text] = ahead["texts"].values()
+        assert "BILL OF LADING" in text.text
+        app.conf.task_always_eager = False  # a Celery worker elsewhere reads the file: nothing ahead
+        assert intake.prepare(raw, with_file) is None
+    finally:
+        app.conf.task_always_eager = eager
