@@ -66,19 +66,20 @@ class ParsedMessage:
 class Headers:
     """The first value of each header, by lower-case name; decoded to text on demand."""
 
-    __slots__ = ("_raw", "content_type", "report_type")
+    __slots__ = ("_raw", "content_type", "part_info", "report_type")
 
     def __init__(self, msg: Message | None) -> None:
         self._raw: dict[str, object] = {}
         self.content_type = "text/plain"
         self.report_type = ""
+        self.part_info: _PartInfo | None = None  # the message's own, for the walk over its parts
         if msg is None:
             return
         # raw_items(): the values as received; items() would wrap 8-bit ones in Header objects
         # whose text is lost to replacement characters.
         for name, value in msg.raw_items():
             self._raw.setdefault(name.lower(), value)
-        info = _part_info(msg)
+        info = self.part_info = _part_info(msg, self._raw)
         self.content_type = info.ctype
         if self.content_type == "multipart/report":
             found = _REPORT_TYPE.search(info.raw_type)
@@ -97,7 +98,20 @@ class Headers:
 
 def parse_headers(raw: bytes) -> Headers:
     """Headers only (the body is not split into parts): enough for the noise signals."""
-    return Headers(_HEADER_PARSER.parsebytes(raw))
+    return Headers(_HEADER_PARSER.parsebytes(_header_section(raw)))
+
+
+# Where the first empty line can be: the parser splits lines at CRLF, CR or LF, so an empty line
+# is a line break right after another one.
+_EMPTY_LINE = re.compile(rb"\n[\r\n]|\r\r")
+
+
+def _header_section(raw: bytes) -> bytes:
+    """`raw` up to its first empty line, which ends the header section or comes after its end. The
+    header parser still reads the body line by line to store it as the payload, which nothing here
+    reads: 5 ms for a 4 MB message."""
+    found = _EMPTY_LINE.search(raw)
+    return raw[:found.end()] if found else raw
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -117,7 +131,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     parsed.references = tuple(_MSG_ID.findall(head.get("References")))
     parsed.content_type = head.content_type
     texts: list[str] = []
-    _walk(msg, parsed, texts, depth=0, budget=[_MAX_PARTS])
+    _walk(msg, parsed, texts, depth=0, budget=[_MAX_PARTS], info=head.part_info)
     parsed.body = "\n\n".join(t for t in texts if t.strip())
     return parsed
 
@@ -156,7 +170,7 @@ def _decoded(value: object) -> str:
                 text = str(make_header(decode_header(text)))
     if not text.isascii() and _SURROGATES.search(text):
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return " ".join(text.translate(_NBSP).split())
+    return " ".join(plain_forms(text).split())
 
 
 _SURROGATES = re.compile("[\udc80-\udcff]")
@@ -199,19 +213,27 @@ _CHARSET = re.compile(r'charset\s*=\s*"?\s*([^";\s]+)', re.IGNORECASE)
 _REPORT_TYPE = re.compile(r'report-type\s*=\s*"?\s*([^";\s]+)', re.IGNORECASE)
 
 
-def _part_info(part: Message) -> _PartInfo:
+def _part_info(part: Message, first: dict[str, object] | None = None) -> _PartInfo:
     """What the rules need of a part's headers, in one pass over them: Message.get() lower-cases
-    every header name on every call, and the parameter parser is dearer still."""
+    every header name on every call, and the parameter parser is dearer still. `first`: the first
+    value of each of the part's headers by lower-case name, when the caller has them already."""
     ctype_raw = disposition_raw = None
     content_id = False
-    for name, value in part.raw_items():
-        low = name.lower()
-        if low == "content-type" and ctype_raw is None:
-            ctype_raw = str(value)
-        elif low == "content-disposition" and disposition_raw is None:
-            disposition_raw = str(value)
-        elif low == "content-id":
-            content_id = True
+    if first is not None:
+        value = first.get("content-type")
+        ctype_raw = None if value is None else str(value)
+        value = first.get("content-disposition")
+        disposition_raw = None if value is None else str(value)
+        content_id = "content-id" in first
+    else:
+        for name, value in part.raw_items():
+            low = name.lower()
+            if low == "content-type" and ctype_raw is None:
+                ctype_raw = str(value)
+            elif low == "content-disposition" and disposition_raw is None:
+                disposition_raw = str(value)
+            elif low == "content-id":
+                content_id = True
     ctype = part.get_default_type()
     if ctype_raw:
         main = ctype_raw.split(";", 1)[0].strip().lower()
@@ -225,10 +247,11 @@ def _part_info(part: Message) -> _PartInfo:
 
 
 def _walk(part: Message, parsed: ParsedMessage, texts: list[str], *, depth: int, budget: list[int],
-          body_wanted: bool = True) -> None:
+          body_wanted: bool = True, info: _PartInfo | None = None) -> None:
     if depth > _MAX_DEPTH or budget[0] <= 0:
         return
-    info = _part_info(part)
+    if info is None:
+        info = _part_info(part)
     ctype = info.ctype
     if not part.is_multipart():
         budget[0] -= 1
@@ -242,10 +265,11 @@ def _walk(part: Message, parsed: ParsedMessage, texts: list[str], *, depth: int,
             _nested_message(inner, parsed, depth=depth, budget=budget)
         _attach(part, parsed, ctype, depth)
         return
-    chosen = _alternative(children) if ctype == "multipart/alternative" else None
-    for child in children:
+    infos: dict[int, _PartInfo] = {}
+    chosen = _alternative(children, infos) if ctype == "multipart/alternative" else None
+    for index, child in enumerate(children):
         wanted = body_wanted and (chosen is None or child is chosen)
-        _walk(child, parsed, texts, depth=depth + 1, budget=budget, body_wanted=wanted)
+        _walk(child, parsed, texts, depth=depth + 1, budget=budget, body_wanted=wanted, info=infos.get(index))
 
 
 def _leaf(part: Message, info: _PartInfo, parsed: ParsedMessage, texts: list[str], *, depth: int,
@@ -267,9 +291,15 @@ def _leaf(part: Message, info: _PartInfo, parsed: ParsedMessage, texts: list[str
         _attach(part, parsed, ctype, depth, filename)
 
 
-def _alternative(children: list[Message]) -> Message | None:
-    """The alternative we read: plain text unless it is empty, else the richest one."""
-    plain = next((c for c in children if _part_info(c).ctype == "text/plain"), None)
+def _alternative(children: list[Message], infos: dict[int, _PartInfo]) -> Message | None:
+    """The alternative we read: plain text unless it is empty, else the richest one. `infos` gets
+    the part infos read on the way, by index, for the walk over the children."""
+    plain = None
+    for index, child in enumerate(children):
+        info = infos[index] = _part_info(child)
+        if info.ctype == "text/plain":
+            plain = child
+            break
     if plain is not None:
         payload = plain.get_payload()
         if isinstance(payload, str) and payload.strip():
@@ -343,14 +373,28 @@ def decode_bytes(data: bytes, charset: str = "utf-8") -> str:
 # ----------------------------------------------------------------------------- text
 
 # Typographic variants read as their plain forms, so patterns need not spell out every dash and quote.
-_NBSP = str.maketrans({"\xa0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": "",
-                       "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
-                       "\u201d": '"', "\u2032": "'", "\u2033": '"'})
+_PLAIN_FORMS = {"\xa0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": "",
+                "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
+                "\u201d": '"', "\u2032": "'", "\u2033": '"'}
+_NON_ASCII_FORMS = tuple((old, new) for old, new in _PLAIN_FORMS.items() if not old.isascii())
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
+def plain_forms(text: str) -> str:
+    """`text` with the typographic variants above replaced. str.translate() with a table does a
+    dictionary look-up per character (about 0.1 us each, most of a header's decoding); a
+    replace() per variant present does the same, since no replacement is itself a variant."""
+    if text.isascii():
+        return text.replace("\r", "") if "\r" in text else text
+    text = text.replace("\r", "") if "\r" in text else text
+    for old, new in _NON_ASCII_FORMS:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
 def normalise_text(text: str) -> str:
-    text = text.translate(_NBSP)
+    text = plain_forms(text)
     return _BLANK_RUNS.sub("\n\n", text)
 
 
@@ -375,5 +419,5 @@ def html_to_text(markup: str) -> str:
     tree.strip_tags(_HTML_INVISIBLE)
     root = tree.root
     text = root.text(deep=True) if root is not None else ""
-    lines = [line.strip(" \t").replace("\t ", "\t") for line in text.translate(_NBSP).split("\n")]
+    lines = [line.strip(" \t").replace("\t ", "\t") for line in plain_forms(text).split("\n")]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")

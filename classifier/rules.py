@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .caseless import Caseless
 from .locations import Lane, Location, precise
 
 PRECISIONS = ("city_state_or_postal", "city_state", "postal")
@@ -122,36 +123,39 @@ _SUBJECT_PICKUP = re.compile(
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|ref|rif|fw|fwd|tr|rv|enc)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 # A carrier offering trucks mentions lanes and rates but asks for nothing.
-_OFFER = re.compile(
+_OFFER = Caseless(
     r"\b(?:trucks?|capacity|vans|reefers|flatbeds|drivers)\s+(?:available|open)\b|\bavailable\s+(?:capacity|trucks?)\b"
     r"|\bwe\s+have\s+(?:\d+\s+)?(?:trucks?|vans|reefers|flatbeds|capacity|drivers|equipment)\b"
     r"|\b(?:empty|emptying)\s+(?:in|near|out\s+of)\b|\blooking\s+for\s+(?:loads|freight|backhauls?)\b"
-    r"|\breply\s+with\s+your\s+lanes\b|\bsend\s+(?:us\s+)?your\s+(?:lanes|freight|loads)\b", re.IGNORECASE)
-QUOTE_RE = re.compile("|".join(f"(?:{p})" for p in _QUOTE_PATTERNS), re.IGNORECASE | re.MULTILINE)
-PICKUP_RE = re.compile("|".join(f"(?:{p})" for p in _PICKUP_PATTERNS), re.IGNORECASE | re.MULTILINE)
+    r"|\breply\s+with\s+your\s+lanes\b|\bsend\s+(?:us\s+)?your\s+(?:lanes|freight|loads)\b")
+QUOTE_RE = Caseless("|".join(f"(?:{p})" for p in _QUOTE_PATTERNS), re.MULTILINE)
+PICKUP_RE = Caseless("|".join(f"(?:{p})" for p in _PICKUP_PATTERNS), re.MULTILINE)
 
 # Every request pattern contains one of these words. The long patterns run only in a window
-# around them, which is several times cheaper than letting them scan every position.
-_QUOTE_ANCHOR = re.compile(
-    r"quot|rate|pric|bid|rfq|charg|cost|\brun\b|much|number|tarif|precio|cotiz|cotic|cobra|cuesta|ser[ií]a"
-    r"|soumission|devis|cotation|prix|combien|do\s+(?:it|this|that)\s+for", re.IGNORECASE)
-_PICKUP_ANCHOR = re.compile(
-    r"book|pick|p/u|\bpu\b|dispatch|truck|driver|\bvan\b|reefer|flatbed|trailer|power|tender|collect|haul|cover"
-    r"|move|arrange|transport|shipping|program|agend|reserv|recolec|cami[oó]n|unidad|cueillette|collecte|camion"
-    r"|hotshot|approved|accepted|confirmed|ahead|proceed|carrier|capacity|equipment", re.IGNORECASE)
-_OFFER_ANCHOR = re.compile(r"available|open|we\s+have|empty|emptying|looking\s+for|reply\s+with|send\s", re.IGNORECASE)
+# around them, which is several times cheaper than letting them scan every position. A word
+# boundary opens no branch ("run\b(?<!\wrun)" is "\brun\b"): with every branch opening on a
+# letter, the engine skips straight to the letters a branch can start with.
+_QUOTE_ANCHOR = Caseless(
+    r"quot|rate|pric|bid|rfq|charg|cost|run\b(?<!\wrun)|much|number|tarif|precio|cotiz|cotic|cobra|cuesta|ser[ií]a"
+    r"|soumission|devis|cotation|prix|combien|do\s+(?:it|this|that)\s+for")
+_PICKUP_ANCHOR = Caseless(
+    r"book|pick|p/u|pu\b(?<!\wpu)|dispatch|truck|driver|van\b(?<!\wvan)|reefer|flatbed|trailer|power|tender"
+    r"|collect|haul|cover|move|arrange|transport|shipping|program|agend|reserv|recolec|cami[oó]n|unidad|cueillette"
+    r"|collecte|camion|hotshot|approved|accepted|confirmed|ahead|proceed|carrier|capacity|equipment")
+_OFFER_ANCHOR = Caseless(r"available|open|we\s+have|empty|emptying|looking\s+for|reply\s+with|send\s")
 _BEFORE, _AFTER = 100, 40   # the longest request reaches ~60 characters before its key word
 
 
-def _search_near(pattern: re.Pattern[str], anchors: re.Pattern[str], text: str) -> re.Match[str] | None:
+def _search_near(pattern: Caseless, anchors: Caseless, text: str, lowered: str | None) -> tuple[int, int] | None:
+    """Where `pattern` first matches in a window around one of `anchors`; `lowered`: text.lower()."""
     searched_to = -1
-    for anchor in anchors.finditer(text):
+    for anchor in anchors.finditer(text, lowered):
         start, end = max(0, anchor.start() - _BEFORE), min(len(text), anchor.end() + _AFTER)
         if end <= searched_to:
             continue
-        found = pattern.search(text, start, end)
+        found = pattern.search(text, start, end, lowered)
         if found:
-            return found
+            return found.span()
         searched_to = end
     return None
 
@@ -166,21 +170,22 @@ class Intent:
 _ASKING = ("do you have", "any ", "is there", "are there", "if you have", "you got")
 
 
-def _offers_capacity(text: str) -> bool:
-    offer = _search_near(_OFFER, _OFFER_ANCHOR, text)
+def _offers_capacity(text: str, lowered: str | None) -> bool:
+    offer = _search_near(_OFFER, _OFFER_ANCHOR, text, lowered)
     if offer is None:
         return False
-    before = text[max(0, offer.start() - 25):offer.start()].lower()
+    before = text[max(0, offer[0] - 25):offer[0]].lower()
     return not any(words in before for words in _ASKING)  # "do you have trucks available?" asks
 
 
 def intent_in(text: str, source: str) -> Intent:
-    quote = _search_near(QUOTE_RE, _QUOTE_ANCHOR, text)
+    lowered = text.lower() if text.isascii() else None
+    quote = _search_near(QUOTE_RE, _QUOTE_ANCHOR, text, lowered)
     # Rule 1 comes before rule 2: with a request for a rate, a request to book changes nothing.
-    pickup = None if quote else _search_near(PICKUP_RE, _PICKUP_ANCHOR, text)
-    if (quote or pickup) and _offers_capacity(text):
+    pickup = None if quote else _search_near(PICKUP_RE, _PICKUP_ANCHOR, text, lowered)
+    if (quote or pickup) and _offers_capacity(text, lowered):
         return Intent(source=source)  # a carrier offering trucks asks for nothing
-    return Intent(quote.group(0) if quote else None, pickup.group(0) if pickup else None, source)
+    return Intent(text[quote[0]:quote[1]] if quote else None, text[pickup[0]:pickup[1]] if pickup else None, source)
 
 
 def subject_intent(subject: str) -> Intent:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import base64
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
-from classifier.parse import html_to_text, parse_headers, parse_message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from classifier.parse import Headers, html_to_text, parse_headers, parse_message, plain_forms
 
 from .mail import mail
 
@@ -88,3 +93,28 @@ def test_it_keeps_the_text_of_attached_and_returned_messages_apart_from_the_body
 
 def test_it_says_when_there_are_no_headers_at_all() -> None:
     assert not parse_message(b"just some words\nand more").has_headers
+
+
+_VARIANTS = {"\xa0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": "", "\u2013": "-",
+             "\u2014": "-", "\u2212": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2032": "'",
+             "\u2033": '"'}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*_VARIANTS, "a", "é", " ", "\n", "-", "'", '"', "\u2026"]), max_size=60))
+def test_it_reads_typographic_variants_as_their_plain_forms(text: str) -> None:
+    assert plain_forms(text) == text.translate({ord(old): new for old, new in _VARIANTS.items()})
+
+
+_HEADER_LINES = ["From: Pat <pat@x.example>", "Subject: rate", "Precedence: bulk", " folded", "\tfolded",
+                 "Content-Type: multipart/report; report-type=delivery-status", "not a header", "", "List-Id: x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_HEADER_LINES), st.sampled_from(["\r\n", "\n", "\r"])), max_size=12))
+def test_it_reads_the_same_headers_from_the_header_section_alone(lines: list[tuple[str, str]]) -> None:
+    raw = "".join(line + end for line, end in lines).encode() + b"body line\r\n" * 3
+    whole = Headers(BytesHeaderParser(policy=compat32).parsebytes(raw))
+    mine = parse_headers(raw)
+    assert [(name, mine.get(name)) for name in mine.names()] == [(name, whole.get(name)) for name in whole.names()]
+    assert (mine.content_type, mine.report_type) == (whole.content_type, whole.report_type)
