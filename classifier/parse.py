@@ -98,7 +98,32 @@ class Headers:
 
 def parse_headers(raw: bytes) -> Headers:
     """Headers only (the body is not split into parts): enough for the noise signals."""
+    last = _last_read(raw)
+    if last is not None:
+        return last[2]
     return Headers(_HEADER_PARSER.parsebytes(_header_section(raw)))
+
+
+def message_body(raw: bytes) -> str:
+    """parse_message(raw).body"""
+    last = _last_read(raw)
+    if last is not None:
+        return last[1]
+    return parse_message(raw).body
+
+
+# The intake reads each message three times in a row, each time from its bytes: classify() parses
+# it, detect_noise() wants its headers, the shipments excerpt its body. The last message parsed
+# (its bytes, body and headers, none of which anything changes) answers the two that follow.
+_LAST: list[tuple[bytes, str, Headers] | None] = [None]
+_REMEMBER_BYTES = 8 << 20   # larger messages are not kept alive until the next one is parsed
+
+
+def _last_read(raw: bytes) -> tuple[bytes, str, Headers] | None:
+    last = _LAST[0]
+    if last is not None and type(raw) is bytes and (last[0] is raw or last[0] == raw):
+        return last
+    return None
 
 
 # Where the first empty line can be: the parser splits lines at CRLF, CR or LF, so an empty line
@@ -133,6 +158,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
     texts: list[str] = []
     _walk(msg, parsed, texts, depth=0, budget=[_MAX_PARTS], info=head.part_info)
     parsed.body = "\n\n".join(t for t in texts if t.strip())
+    if type(raw) is bytes and len(raw) <= _REMEMBER_BYTES:
+        _LAST[0] = (raw, parsed.body, head)
     return parsed
 
 

@@ -20,9 +20,9 @@ def message_excerpt(raw: bytes | memoryview | None) -> str:
     if not raw:
         return ""
     try:
-        from classifier.parse import parse_message
+        from classifier.parse import message_body
 
-        body = parse_message(bytes(raw)).body
+        body = message_body(bytes(raw))
     except Exception:  # a message we cannot read still gets filed, just without an excerpt
         logger.info("excerpt: message could not be parsed", exc_info=True)
         return ""

@@ -6,10 +6,11 @@ import base64
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from classifier.parse import Headers, html_to_text, parse_headers, parse_message, plain_forms
+from classifier.parse import Headers, html_to_text, message_body, parse_headers, parse_message, plain_forms
 
 from .mail import mail
 
@@ -118,3 +119,24 @@ def test_it_reads_the_same_headers_from_the_header_section_alone(lines: list[tup
     mine = parse_headers(raw)
     assert [(name, mine.get(name)) for name in mine.names()] == [(name, whole.get(name)) for name in whole.names()]
     assert (mine.content_type, mine.report_type) == (whole.content_type, whole.report_type)
+
+
+def test_it_answers_the_headers_and_body_of_the_message_it_just_parsed_from_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = mail("Need a rate", subject="one"), mail("Book it", subject="two")
+    parsed = parse_message(first)
+    copy = bytes(bytearray(first))  # equal bytes, another object
+    assert message_body(copy) == parsed.body == "Need a rate"
+    assert parse_headers(copy) is parsed.headers
+    assert message_body(second) == "Book it"            # another message is parsed
+    assert parse_headers(second).get("Subject") == "two"
+    monkeypatch.setattr("classifier.parse._REMEMBER_BYTES", 10)
+    parsed = parse_message(first)
+    assert parse_headers(first) is not parsed.headers  # too large to keep
+
+
+def test_it_reads_only_bytes_from_memory() -> None:
+    raw = mail("x")
+    parse_message(raw)
+    with pytest.raises(AttributeError):
+        parse_headers(memoryview(raw))  # type: ignore[arg-type]  # as the header parser does
