@@ -16,7 +16,7 @@ from collections.abc import Iterator
 # Characters outside ASCII that re.IGNORECASE equates with an ASCII letter (capital I with a dot,
 # dotless i, long s, the Kelvin sign): in a pattern they would match ASCII text only case-insensitively.
 _FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
-_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_NOT_LITERAL = re.compile(r"\\.|\(\?P<\w+>|\(\?P=\w+\)", re.DOTALL)  # escapes, group names
 
 
 class Caseless:
@@ -30,7 +30,7 @@ class Caseless:
     __slots__ = ("any_case", "lower_case")
 
     def __init__(self, pattern: str, flags: int = 0) -> None:
-        bare = _ESCAPE.sub("", pattern)
+        bare = _NOT_LITERAL.sub("", pattern)
         if "(?-i" in pattern or any(ch.isupper() or ch in _FOLDS_TO_ASCII for ch in bare):
             raise ValueError(f"not a pattern for lower-cased text: {pattern[:80]!r}")
         self.any_case = re.compile(pattern, flags | re.IGNORECASE)

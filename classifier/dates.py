@@ -127,13 +127,19 @@ _MARKERS = {
 }
 
 
+# The languages each marker word belongs to, so each word of a text is looked up once.
+_MARKER_LANGUAGES: dict[str, tuple[str, ...]] = {}
+for _lang, _words in _MARKERS.items():
+    for _word in _words:
+        _MARKER_LANGUAGES[_word] = (*_MARKER_LANGUAGES.get(_word, ()), _lang)
+
+
 def language(text: str) -> str:
     """"en", "es" or "fr", by counting the little words each language cannot do without."""
     counts = dict.fromkeys(_MARKERS, 0)
     for word in _WORD.findall(text[:4000].lower()):
-        for lang, markers in _MARKERS.items():
-            if word in markers:
-                counts[lang] += 1
+        for lang in _MARKER_LANGUAGES.get(word, ()):
+            counts[lang] += 1
     best = max(("es", "fr"), key=lambda lang: counts[lang])
     return best if counts[best] >= 3 and counts[best] > counts["en"] else "en"
 

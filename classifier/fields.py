@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .caseless import Caseless
+
 KG_TO_LB = 2.20462
 SHORT_TON_LB = 2000
 METRIC_TON_LB = 2204.62
@@ -127,10 +129,10 @@ _PIECES_RE = re.compile(
     r"[A-Za-z][\w\-]*\s+){0,1}?)"
     rf"(?P<unit>{_UNITS})\b"
     r"(?P<rest>[^\n]*)", re.IGNORECASE)
-_PIECES_LABEL = re.compile(
+_PIECES_LABEL = Caseless(
     r"\b(?:pieces|pcs|pallets|plts|skids|handling\s+units|count|qty|quantity|bultos|tarimas|palettes|pi[eè]ces"
     r"|(?:pallet|piece|skid)\s+count|(?:#|number|no\.)\s+of\s+(?:pallets|pieces|skids))"
-    r"\s*(?:\([^)]*\))?\s*[:\t#]\s*(?P<n>\d{1,4})\b", re.IGNORECASE)
+    r"\s*(?:\([^)]*\))?\s*[:\t#]\s*(?P<n>\d{1,4})\b")
 _LEADING_COUNT = re.compile(r"^[ \t\-*•]*(?P<n>\d{1,3})\s+(?P<phrase>[A-Za-z][A-Za-z\-' ]{1,40}?)\s*(?:\(|,)",
                             re.MULTILINE)
 _COMMODITY_LABEL = re.compile(
@@ -327,10 +329,10 @@ _EQUIPMENT_RE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern i
 
 
 # The first word of every equipment phrase; the full pattern is tried only where one starts.
-_EQUIPMENT_ANCHOR = re.compile(
+_EQUIPMENT_ANCHOR = Caseless(
     r"\b(?:power|solo|tracteur|step|drop|double|cama|surbaiss|hot|box|straight|\d\d|cube|cami|camion|rabon|contain"
     r"|dray|intermodal|contened|conteneur|reefer|refrig|temp|rfr|thermo|caja|r[ée]frig|frigo|flat|fb|conestoga"
-    r"|plataform|plateau|plate|dry|vans?\b|dv|remorque|fourgon|ltl|less|carga|groupage)", re.IGNORECASE)
+    r"|plataform|plateau|plate|dry|vans?\b|dv|remorque|fourgon|ltl|less|carga|groupage)")
 
 
 def find_equipment(text: str) -> Found | None:
@@ -378,9 +380,8 @@ _HAZ_POSITIVE = re.compile(
     r"|(?-i:\bTDG\b)|\bflammable\b|\bcorrosive\b|\bmarchandises\s+dangereuses\b|(?-i:\bHM\b)", re.IGNORECASE)
 
 
-_HAZ_HINT = re.compile(r"haz|class|placard|danger|peligro|flammable|corrosive|dangereu|\b(?:UN|NA)\s?\d{4}|\bT?DG\b"
-                       r"|\bHM\b",
-                       re.IGNORECASE)
+_HAZ_HINT = Caseless(r"haz|class|placard|danger|peligro|flammable|corrosive|dangereu|\b(?:un|na)\s?\d{4}|\bt?dg\b"
+                     r"|\bhm\b")
 
 
 def find_hazmat(text: str) -> Found:

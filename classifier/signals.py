@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .caseless import Caseless
 from .parse import Headers, parse_headers
 
 
@@ -46,9 +47,9 @@ _AUTO_SUBJECT = re.compile(
     r"|respuesta\s+autom[áa]tica|fuera\s+de\s+(?:la\s+)?oficina)", re.IGNORECASE)
 _BULK_PRECEDENCE = frozenset(("bulk", "list", "junk"))
 _BULK_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "X-Campaign-Id", "X-Mailchimp-Campaign")
-_BULK_BODY = re.compile(
+_BULK_BODY = Caseless(
     r"\bunsubscribe\b|\bto\s+be\s+removed\s+from\s+(?:this|our|the)\s+(?:mailing\s+)?list\b"
-    r"|\breply\s+stop\b|\bdarse\s+de\s+baja\b|\bse\s+d[ée]sabonner\b|\bd[ée]sinscri", re.IGNORECASE)
+    r"|\breply\s+stop\b|\bdarse\s+de\s+baja\b|\bse\s+d[ée]sabonner\b|\bd[ée]sinscri")
 
 
 def signals_from_headers(headers: Headers, *, subject: str | None = None, from_addr: str | None = None) -> Signals:

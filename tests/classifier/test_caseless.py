@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from classifier.caseless import _FOLDS_TO_ASCII, Caseless
 
 PATTERNS = [r"quot|rate|run\b(?<!\wrun)|do\s+(?:it|this)\s+for", r"^[ \t]*(?:yes|ok)?[ ,]*approved\b",
-            r"\b(?:un|na)\s?\d{4}|\bt?dg\b"]
+            r"\b(?:un|na)\s?\d{4}|\bt?dg\b", r"(?P<n>\d)\s?(?P=n)\s*(?:units|qty)"]
 ASCII_WORDS = st.text(alphabet=st.sampled_from(list("aAdDgGiInNoOqQrRsStTuUkK0123 \t\n,.-/")), max_size=300)
 
 
