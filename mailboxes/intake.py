@@ -288,8 +288,8 @@ _RELATED = ("mailbox", "mailbox__staff", "tenant")
 _OUTCOME_FIELDS = ["status", "category", "reason", "result", "attempts", "processed_at", "error"]
 
 
-def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = None
-                     ) -> dict[int, ProcessOutcome | None]:
+def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = None,
+                     raws: Mapping[int, bytes] | None = None) -> dict[int, ProcessOutcome | None]:
     """Run the intake for a batch of stored messages; {id: outcome} (None: not pending).
 
     The fast path (measured in bench/bench_ingest.py): the whole batch in ONE transaction - one
@@ -311,16 +311,24 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
 
     prepared: message id -> the verdicts computed ahead by prepare.PreparePool's workers (or None:
     computed here); used only when they were computed from the very bytes stored.
+    raws: message id -> the raw bytes the caller stored as that row (the reader's INSERT returned
+    the id): then the locking SELECT does not read them back from the database.
     """
     ids = list(dict.fromkeys(message_ids))
     outcomes: dict[int, ProcessOutcome | None] = dict.fromkeys(ids)
-    failures = 0
+    failures = retries = 0
     while len(ids) > 1 and failures < MAX_BATCH_FAILURES:
         current: list[int] = []  # the message being processed when something raises
         try:
-            outcomes.update(_process_batch(ids, current, prepared))
+            outcomes.update(_process_batch(ids, current, prepared, raws))
             return outcomes
         except Exception as exc:
+            if is_transient(exc) and retries < MAX_BATCH_FAILURES:
+                # A deadlock with a concurrent intake of the same tenant (two workers, two
+                # mailboxes): the database chose this batch to roll back. No message's fault.
+                retries += 1
+                logger.warning("intake batch of %s messages rolled back (%s); running it again", len(ids), exc)
+                continue
             if not current or isinstance(exc, BatchFlushConflict):
                 logger.exception("intake batch of %s messages failed; running them one by one", len(ids))
                 break
@@ -336,17 +344,38 @@ def messages_process(*, message_ids: Sequence[int], prepared: Prepare | None = N
 
 
 MAX_BATCH_FAILURES = 3
+# SQLSTATEs that say "try the transaction again": serialization_failure, deadlock_detected.
+_TRANSIENT = frozenset({"40001", "40P01"})
 
 
-def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None = None
-                   ) -> dict[int, ProcessOutcome | None]:
+def is_transient(exc: BaseException) -> bool:
+    """True when the database rolled the transaction back for its own reasons (a deadlock, a
+    serialization failure): running it again is the cure, not the message's fault."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # Django's wrapper, then the driver's error
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) in _TRANSIENT:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None = None,
+                   raws: Mapping[int, bytes] | None = None) -> dict[int, ProcessOutcome | None]:
+    known = raws is not None and all(pk in raws for pk in ids)
     with transaction.atomic():
-        messages = list(
+        query = (
             InboundMessage.unscoped.select_for_update(of=("self",))
             .select_related(*_RELATED)
             .filter(pk__in=ids, status__in=PENDING)
             .order_by("pk")  # one lock order for everyone: no deadlock between two batches
         )
+        messages = list(query.defer("raw") if known else query)
+        if known:
+            assert raws is not None
+            for message in messages:
+                message.raw = raws[message.pk]
         wanted = [m.message_id for m in messages if m.message_id]
         ours = frozenset(
             OutboundMessage.unscoped.filter(message_id__in=wanted).values_list("message_id", flat=True)

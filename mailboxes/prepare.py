@@ -1,12 +1,19 @@
-"""Classify a poll's new messages on the other cores while this process writes the database.
+"""Run a poll's intake on the other cores while this process fetches, stores and post-processes.
 
 The classifier is pure (bytes in, a Classification out: classifier/), so the parse and the
 classification of a message (and the header check for auto-replies, bounces and bulk mail) can run
-in worker processes ahead of the intake, which then finds the verdict ready instead of computing it
-(bench/bench_ingest.py: the intake's database work is the single process's ceiling, the classifier
-about a fifth of its CPU). Nothing here writes or decides anything: the intake
-(intake.messages_process) still runs every message in the main process, in the same transactions,
-with the same guarantees; only where the pure function ran changes.
+in worker processes. Two modes:
+
+- intake (the default, settings.MAILBOX_INTAKE_IN_WORKERS, when the polling process is not inside a
+  transaction): a worker takes a whole intake batch, classifies it and runs its intake
+  (intake.messages_process, the same code, transactions and guarantees) on its own database
+  connection; the polling process waits for the batch's commit before it post-processes it on the
+  server, as it does for its own batches. Workers of one poll run batches of one tenant at once:
+  they take the tenant's shipment counter in turn (so numbers follow commit order, never a gap),
+  and a deadlock between them rolls one batch back to run again (intake.is_transient).
+- classify: the worker returns the verdicts and the polling process runs the intake, finding
+  them ready instead of computing them. Used inside a transaction, whose rows the workers'
+  connections could not see.
 
 - A pool is started (fork: no imports to redo) only for a pass with more new messages than one
   intake batch, when settings.MAILBOX_INTAKE_PROCESSES > 0; its workers load the classifier's
@@ -19,8 +26,10 @@ with the same guarantees; only where the pure function ran changes.
 - A verdict is used only for the exact bytes it was computed from (the raw message's length and
   digest are checked), else the intake classifies in-process as before.
 - Any failure of the pool (a worker killed, a pickling error, no answer within
-  PREPARE_TIMEOUT seconds) stops the pool for the rest of the pass and the intake classifies
-  in-process: a bad worker never loses or holds up a message beyond that timeout.
+  PREPARE_TIMEOUT seconds) stops the pool (its workers killed, so their open transactions roll
+  back) and the rest of the pass runs in-process: a bad worker never loses or holds up a message
+  beyond that timeout, and what a worker committed before it failed is not run again (the intake
+  takes only messages still pending).
 - Memory stays flat: verdicts are kept for one fetch batch at a time (forget()).
 - The workers die with this process (PR_SET_PDEATHSIG on Linux; one that finds its parent already
   gone exits at once) and drop the sockets they inherit from it at the fork (the database, IMAP and
@@ -127,12 +136,36 @@ def _drop_inherited_sockets() -> None:
         os.close(null)
 
 
+# The parent's database connection objects, kept alive in a worker so that nothing ever closes
+# or reuses the descriptors they name (now /dev/null, _drop_inherited_sockets).
+_INHERITED: list[Any] = []
+
+
+def _forget_database_connections() -> None:
+    """Make Django open this worker's own database connections when it first needs one: the
+    parent's are set aside unused (their sockets are /dev/null here) and any transaction state the
+    fork copied is cleared."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _INHERITED.append(conn.connection)
+        conn.connection = None
+        conn.in_atomic_block = False
+        conn.savepoint_ids = []
+        conn.atomic_blocks = []
+        conn.needs_rollback = False
+        conn.closed_in_transaction = False
+        conn.run_on_commit = []
+
+
 def _worker_init(parent: int) -> None:
     """Each worker's start: die with the parent, drop its sockets, load the classifier's data."""
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl (compared with its pid, not with 1:
         os._exit(1)  # a subreaper may have adopted this process)
     _drop_inherited_sockets()
+    _forget_database_connections()
     _warm_up()
 
 
@@ -165,6 +198,18 @@ def _prepare(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any,
     return out
 
 
+def _intake(items: Sequence[tuple[int, bytes]], prefix: str | None, rules: Any,
+            preparers: Sequence[tuple[str, Any]] = ()) -> dict[int, Any]:
+    """In a worker: classify a batch of stored messages, then run their intake here, on this
+    worker's own database connection and in its own transactions (intake.messages_process, the
+    same code and guarantees as in the polling process); {id: ProcessOutcome or None}. Returns
+    only once the batch has committed (the documents processor, eager in `poll --once`, included)."""
+    from .intake import messages_process
+
+    ready = dict(_prepare(items, prefix, rules, preparers))
+    return messages_process(message_ids=[pk for pk, _ in items], prepared=ready.get, raws=dict(items))
+
+
 _explained: set[str] = set()
 
 
@@ -179,16 +224,23 @@ class PreparePool:
 
     submit() the new messages of a fetch batch as soon as they are stored, get(pk) from the intake
     (it waits for that message's chunk), forget(pks) once they are processed, close() at the end
-    of the pass (or use it as a context manager)."""
+    of the pass (or use it as a context manager).
 
-    def __init__(self, *, processes: int, tenant: Any) -> None:
+    With `intake=True` the workers go one step further: submit_intake() hands them a whole intake
+    batch, which a worker classifies and then processes in its own transaction (_intake), and
+    outcomes(pks) collects what they did; what no worker did (the pool failed) is left to the
+    caller, which processes it in-process (messages_process only takes messages still pending, so
+    nothing a worker committed is done twice)."""
+
+    def __init__(self, *, processes: int, tenant: Any, intake: bool = False) -> None:
         from .classification import tenant_rules
         from .intake import intake_preparers
 
         self.preparers = intake_preparers()  # resolved here, before the fork: the workers inherit them
         self.prefix: str | None = tenant.ref_prefix if tenant is not None else None
         self.rules = tenant_rules(tenant) if tenant is not None else None
-        self.futures: dict[int, concurrent.futures.Future[list[tuple[int, Prepared]]]] = {}
+        self.intake = intake
+        self.futures: dict[int, concurrent.futures.Future[Any]] = {}
         self.ready: dict[int, Prepared] = {}
         self.pending: dict[int, int] = {}  # message id -> bytes handed to a worker, not taken back
         self.pending_bytes = 0
@@ -207,7 +259,12 @@ class PreparePool:
 
     @classmethod
     def for_pass(cls, *, new: int, tenant: Any) -> PreparePool | None:
-        """A pool when the pass has enough new messages to gain from one, else None."""
+        """A pool when the pass has enough new messages to gain from one, else None.
+
+        Its workers run the intake itself (intake=True) unless this process is inside a
+        transaction: what it has not committed would be invisible to their connections."""
+        from django.db import connection
+
         processes = int(getattr(settings, "MAILBOX_INTAKE_PROCESSES", 0) or 0)
         if processes <= 0 or new <= settings.MAILBOX_INTAKE_BATCH:
             return None
@@ -217,7 +274,8 @@ class PreparePool:
         if threading.current_thread() is not threading.main_thread():
             _explain_once("only the main thread starts them (mailbox idle runs a poll per thread)")
             return None
-        return cls(processes=processes, tenant=tenant)
+        intake = bool(getattr(settings, "MAILBOX_INTAKE_IN_WORKERS", True)) and not connection.in_atomic_block
+        return cls(processes=processes, tenant=tenant, intake=intake)
 
     def __enter__(self) -> PreparePool:
         return self
@@ -246,15 +304,41 @@ class PreparePool:
                 self.pending[pk] = len(raw)
                 self.pending_bytes += len(raw)
 
-    def get(self, pk: int) -> Prepared | None:
-        """The verdict of message pk, waiting for its chunk; None: classify it in-process."""
-        found = self.ready.get(pk)
-        if found is not None or self.broken:
-            self.used += found is not None
-            return found
-        future = self.futures.get(pk)
-        if future is None:
-            return None
+    def submit_intake(self, items: Sequence[tuple[int, bytes]]) -> None:
+        """Hand one intake batch (its stored messages' ids and bytes) to a worker; over the byte
+        budget, or after a failure, it is left to the caller (outcomes() does not return it)."""
+        size = sum(len(raw) for _, raw in items)
+        if self.broken or self.executor is None or not items or size > PENDING_MAX_BYTES - self.pending_bytes:
+            return
+        try:
+            future = self.executor.submit(_intake, list(items), self.prefix, self.rules, self.preparers)
+        except (OSError, RuntimeError, AssertionError) as failure:
+            self._break("submitting to the intake workers failed", failure)
+            return
+        for pk, raw in items:
+            self.futures[pk] = future
+            self.pending[pk] = len(raw)
+        self.pending_bytes += size
+
+    def outcomes(self, pks: Sequence[int]) -> dict[int, Any]:
+        """What the workers' intake did with these messages: {id: ProcessOutcome or None}, waiting
+        for their batches; a message missing from the answer was not processed by a worker (not
+        handed over, or the pool failed) and is the caller's to process."""
+        out: dict[int, Any] = {}
+        for pk in pks:
+            if pk in out or self.broken:
+                continue
+            future = self.futures.get(pk)
+            if future is None or not self._wait(future):
+                continue
+            out.update(future.result(timeout=0))
+            self.used += 1
+        wanted = set(pks)
+        self.forget(list(wanted))
+        return {pk: outcome for pk, outcome in out.items() if pk in wanted}
+
+    def _wait(self, future: concurrent.futures.Future[Any]) -> bool:
+        """Wait for one task; False (and the pool stopped) when it failed or did not answer."""
         began = time.monotonic()
         try:
             # Nothing is caught while waiting: what interrupts the wait (Celery's
@@ -264,15 +348,26 @@ class PreparePool:
             self.waited += time.monotonic() - began
         if not done:
             self._break(f"no answer from the intake workers within {PREPARE_TIMEOUT:g} s")
-            return None
+            return False
         try:
             # The pool's own failures: a worker killed (BrokenProcessPool), an error raised in a
-            # worker or in pickling its chunk or its answer, a cancelled chunk.
+            # worker or in pickling its task or its answer, a cancelled task.
             failure = future.exception(timeout=0)
         except concurrent.futures.CancelledError as cancelled:
             failure = cancelled
         if failure is not None:
             self._break("an intake worker failed", failure)
+            return False
+        return True
+
+    def get(self, pk: int) -> Prepared | None:
+        """The verdict of message pk, waiting for its chunk; None: classify it in-process."""
+        found = self.ready.get(pk)
+        if found is not None or self.broken:
+            self.used += found is not None
+            return found
+        future = self.futures.get(pk)
+        if future is None or not self._wait(future):
             return None
         for key, prepared in future.result(timeout=0):
             self.ready[key] = prepared
@@ -297,7 +392,8 @@ class PreparePool:
             self.pending_bytes -= self.pending.pop(pk, 0)
 
     def _break(self, why: str, failure: BaseException | None = None) -> None:
-        logger.warning("%s; the rest of the pass is classified in-process", why, exc_info=failure)
+        logger.warning("%s; the rest of the pass is %s in-process", why,
+                       "processed" if self.intake else "classified", exc_info=failure)
         self.broken = True
         self.forget()
         self._stop(kill=True)
@@ -321,7 +417,8 @@ class PreparePool:
 
     def close(self) -> None:
         if self.used or self.broken:
-            logger.info("intake workers: %s verdicts, %.2f s waited for them%s", self.used, self.waited,
+            logger.info("intake workers: %s %s, %.2f s waited for them%s", self.used,
+                        "batches" if self.intake else "verdicts", self.waited,
                         " (stopped after a failure)" if self.broken else "")
         self.forget()
         self._stop(kill=False)

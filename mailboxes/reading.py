@@ -31,6 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
@@ -425,8 +426,15 @@ class FolderReader:
 
     def process(self, ids: list[int]) -> None:
         """The intake, MAILBOX_INTAKE_BATCH messages per transaction (intake.messages_process:
-        a failing message falls back to a transaction of its own, so it costs no one else)."""
+        a failing message falls back to a transaction of its own, so it costs no one else).
+        Batches the pool's workers ran (intake mode, prepare.py) are only counted here; what they
+        did not run is run here."""
         self.attempted.update(ids)
+        if self.pool is not None and self.pool.intake:
+            done = self.pool.outcomes(ids)
+            for outcome in done.values():
+                self.result.count(outcome)
+            ids = [pk for pk in ids if pk not in done]
         for chunk in _chunks(ids, settings.MAILBOX_INTAKE_BATCH):
             prepared = self.pool.get if self.pool is not None else None
             for outcome in messages_process(message_ids=chunk, prepared=prepared).values():
@@ -507,10 +515,16 @@ class FolderReader:
         new_ids = [pk for pk, _, status in inserted if status == InboundMessage.Status.RECEIVED]
         self.result.new_ids += new_ids
         if self.pool is not None and new_ids:
-            # Classified on the other cores while this process writes the intake of the batch before.
+            # Classified (intake mode: processed) on the other cores while this process fetches,
+            # stores and post-processes the batches before and after.
             raw = {row.uid: bytes(row.raw) for row in rows if row.raw is not None}
-            self.pool.submit([(pk, raw[uid]) for pk, uid, status in inserted
-                              if status == InboundMessage.Status.RECEIVED and uid in raw])
+            items = [(pk, raw[uid]) for pk, uid, status in inserted
+                     if status == InboundMessage.Status.RECEIVED and uid in raw]
+            if self.pool.intake:
+                for start in range(0, len(items), settings.MAILBOX_INTAKE_BATCH):
+                    self.pool.submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH])
+            else:
+                self.pool.submit(items)
         return new_ids
 
 
@@ -530,7 +544,7 @@ def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     inserted: list[tuple[int, int, str]] = []
     size = max(1, connection.ops.bulk_batch_size(fields, rows))
-    with connection.cursor() as cursor:
+    with _binding_cursor() as cursor:
         for start in range(0, len(rows), size):
             batch = rows[start:start + size]
             params: list[Any] = []
@@ -541,6 +555,23 @@ def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
             cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
             inserted += [(int(pk), int(uid), str(status)) for pk, uid, status in cursor.fetchall()]
     return inserted
+
+
+@contextmanager
+def _binding_cursor() -> Iterator[Any]:
+    """On PostgreSQL a cursor that sends parameters apart from the statement (server-side
+    binding), so the raw bytes travel as binary instead of a hex literal twice their size that the
+    client writes and the server parses (Django's cursors bind on the client); in the current
+    transaction, like any other. Elsewhere (the demo's SQLite) Django's own cursor."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 # ----------------------------------------------------------------------------- message metadata

@@ -321,10 +321,13 @@ MAILBOX_FETCH_BATCH = env_int("MAILBOX_FETCH_BATCH", 200, minimum=1)  # UIDs per
 MAILBOX_FETCH_BATCH_BYTES = env_int("MAILBOX_FETCH_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 # Messages whose intake shares one transaction (mailboxes.intake.messages_process; bench/README.md)
 MAILBOX_INTAKE_BATCH = env_int("MAILBOX_INTAKE_BATCH", 50, minimum=1)
-# Worker processes that classify a poll's new messages ahead of its intake when there are more than
-# one intake batch of them (mailboxes/prepare.py); 0: classify in the polling process.
+# Worker processes that run the intake of a poll's new messages (classify, then shipments, activities,
+# documents, each batch in its own transaction) when there are more than one intake batch of them
+# (mailboxes/prepare.py); 0: all in the polling process. MAILBOX_INTAKE_IN_WORKERS=false: the
+# workers only classify. Only `mailbox poll --once` and other non-daemon processes start them.
 # Default: the cores but the one the polling process uses (at least 1, at most 4).
 MAILBOX_INTAKE_PROCESSES = env_int("MAILBOX_INTAKE_PROCESSES", min(max((os.cpu_count() or 1) - 1, 1), 4), minimum=0)
+MAILBOX_INTAKE_IN_WORKERS = env_bool("MAILBOX_INTAKE_IN_WORKERS", True)  # prepare.py: the workers run the intake too
 MAILBOX_POLL_MAX_BACKOFF = env_int("MAILBOX_POLL_MAX_BACKOFF", 3600, minimum=1)  # seconds, after errors
 MAILBOX_POLL_LOCK_TTL = env_int("MAILBOX_POLL_LOCK_TTL", 900, minimum=10)  # a crashed poller's lock expires
 MAILBOX_IDLE_MAX_CONNECTIONS = env_int("MAILBOX_IDLE_MAX_CONNECTIONS", 50, minimum=1)
