@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from django.db import models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def rows_update(*, objects: Sequence[models.Model], field_names: Sequence[str]) -> None:
@@ -23,5 +26,54 @@ def rows_update(*, objects: Sequence[models.Model], field_names: Sequence[str]) 
     table, key = quote(meta.db_table), quote(meta.pk.column)  # type: ignore[union-attr]
     rows = [[f.get_db_prep_save(getattr(o, f.attname), connection) for f in fields] + [o.pk]  # type: ignore[union-attr]
             for o in objects]
-    with connection.cursor() as cursor:
+    with binding_cursor(connection) as cursor:
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {key} = %s", rows)  # noqa: S608
+
+
+@contextmanager
+def binding_cursor(connection: BaseDatabaseWrapper | None = None) -> Iterator[Any]:
+    """A cursor in the current transaction that, on PostgreSQL, sends its parameters apart from the
+    statement (server-side binding; Django's psycopg cursors bind on the client). Bytes then travel
+    as binary instead of a hex literal twice their size that the client writes and the server
+    parses, and a statement run many times (executemany) is parsed once and prepared. Wrapped as
+    Django wraps its own cursors: database errors become django.db's, queries are logged when
+    Django logs them (tests' CaptureQueriesContext). Elsewhere (the demo's SQLite): Django's cursor."""
+    connection = connection or transaction.get_connection()
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    # make_cursor wraps any DB-API cursor (typed for Django's own).
+    wrapped = (connection.make_debug_cursor(raw) if connection.queries_logged  # type: ignore[arg-type]
+               else connection.make_cursor(raw))  # type: ignore[arg-type]
+    with wrapped:
+        yield wrapped
+
+
+def executemany_returning(sql: str, rows: Sequence[Sequence[Any]],
+                          connection: BaseDatabaseWrapper | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement with RETURNING for each row of parameters; every row it returned. On
+    PostgreSQL one pipelined executemany (one round trip, the statement parsed once, parameters
+    bound on the server); elsewhere one execute a row."""
+    connection = connection or transaction.get_connection()
+    out: list[tuple[Any, ...]] = []
+    if not rows:
+        return out
+    with binding_cursor(connection) as cursor:
+        if connection.vendor != "postgresql":
+            for params in rows:
+                cursor.execute(sql, params)
+                out += cursor.fetchall()
+            return out
+        with connection.wrap_database_errors:
+            raw = cursor.cursor
+            raw.executemany(sql, rows, returning=True)
+            while True:
+                out += raw.fetchall()
+                if not raw.nextset():
+                    break
+    return out
