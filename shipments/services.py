@@ -10,16 +10,19 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Field, Q, Value
+from django.db.models.constants import OnConflict
 from django.db.models.functions import Greatest, Lower
+from django.utils import timezone
 
 from mailboxes.intake import BatchFlushConflict, jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
@@ -169,12 +172,16 @@ def contact_for_sender(*, tenant: Tenant, email: str, name: str = "") -> Contact
     return _contact_make(tenant=tenant, email=email, name=name)
 
 
-def _contact_make(*, tenant: Tenant, email: str, name: str) -> Contact | None:
-    """contact_for_sender once the address is known valid and to have no contact yet."""
+def _contact_make(*, tenant: Tenant, email: str, name: str, cache: dict[str, Any] | None = None) -> Contact | None:
+    """contact_for_sender once the address is known valid and to have no contact yet. `cache`: an
+    intake batch's (see _customer_cached)."""
     contacts = Contact.objects.for_tenant(tenant)
     if Staff.objects.for_tenant(tenant).filter(email__iexact=email).exists():
         return None
-    customer = customer_for_domain(tenant=tenant, domain=domain_of(email))
+    if cache is None:
+        customer = customer_for_domain(tenant=tenant, domain=domain_of(email))
+    else:
+        customer = _customer_cached(tenant=tenant, domain=domain_of(email), cache=cache)
     try:
         # A savepoint: a concurrent intake of another message from the same sender may win the
         # race on the unique (tenant, lower(email)) constraint; then use its row.
@@ -279,11 +286,21 @@ def _shipment_instance(
         source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
         source_message_key=_message_key(source_message), **values,
     )
-    # The related rows were checked (same tenant, saved): no existence query per key.
-    known = [name for name, related in (("assigned_to", assigned_to), ("customer", customer),
-                                        ("contact", contact)) if related is not None and related.pk]
-    shipment.full_clean(exclude=["tenant", "source_message", "number", *known], validate_unique=False)
+    # Validated: what varies with the input. The related rows were checked (same tenant; saved ones
+    # need no existence query per key); every other field holds the model's default, valid by
+    # construction (tests/shipments/test_services.py checks that it is).
+    checked = {"status", "sequence", "source_message_key", "extraction_confidence", *values}
+    checked.update(name for name, related in (("assigned_to", assigned_to), ("customer", customer),
+                                              ("contact", contact)) if related is not None and not related.pk)
+    # Every constraint of Shipment names the tenant, which is excluded: full_clean would skip them all.
+    shipment.full_clean(exclude=[name for name in _shipment_field_names() if name not in checked],
+                        validate_unique=False, validate_constraints=False)
     return shipment
+
+
+@lru_cache(maxsize=1)
+def _shipment_field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in Shipment._meta.concrete_fields)
 
 
 def _first_activity(shipment: Shipment, *, source_message: InboundMessage | None, actor: Staff | None,
@@ -313,18 +330,29 @@ def _clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _clean_value(name: str, value: Any) -> Any:
-    model_field = Shipment._meta.get_field(name)
-    kind = model_field.get_internal_type()
+    kind, max_length = _field_kind(name)
     if kind == "DateField":
         return _as_date(value)
     if kind in ("PositiveIntegerField", "PositiveBigIntegerField"):
         return _as_count(value)
     if kind == "BooleanField":
         return bool(value)
-    text = "" if value is None else str(value).strip()[: getattr(model_field, "max_length", None) or 200]
-    if name == "equipment" and text not in Shipment.Equipment.values:
+    text = "" if value is None else str(value).strip()[:max_length]
+    if name == "equipment" and text not in _equipment_values():
         return ""
     return text.upper() if name.endswith(("_state", "_country")) else text
+
+
+@lru_cache(maxsize=64)
+def _field_kind(name: str) -> tuple[str, int]:
+    """The internal type of a Shipment field and the length a text value is cut to."""
+    model_field = Shipment._meta.get_field(name)
+    return model_field.get_internal_type(), getattr(model_field, "max_length", None) or 200
+
+
+@lru_cache(maxsize=1)
+def _equipment_values() -> frozenset[str]:
+    return frozenset(Shipment.Equipment.values)
 
 
 def _as_date(value: Any) -> dt.date | None:
@@ -504,34 +532,96 @@ def shipment_numbers_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> dict[st
 
 def subject_tag_numbers(*, tenant: Tenant, subject: str) -> list[str]:
     """Shipment numbers in subject tags like "[SHP-000123]" (what our replies carry)."""
-    pattern = re.compile(rf"\[\s*{re.escape(tenant.ref_prefix)}\s*[-#]?\s*(\d{{1,12}})\s*\]", re.IGNORECASE)
-    return [_digits_to_number(tenant, digits) for digits in pattern.findall(subject or "")]
+    if not subject or "[" not in subject:
+        return []
+    return [_digits_to_number(tenant, digits) for digits in _subject_tag_pattern(tenant.ref_prefix).findall(subject)]
+
+
+@lru_cache(maxsize=64)
+def _subject_tag_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"\[\s*{re.escape(prefix)}\s*[-#]?\s*(\d{{1,12}})\s*\]", re.IGNORECASE)
+
+
+def _thread_ids(in_reply_to: str | None, references: Iterable[str]) -> list[str]:
+    """The Message-IDs a message replies to, as stored anywhere (see _id_variants)."""
+    return _id_variants([i for i in [in_reply_to, *references] if i][-_MAX_THREAD_IDS:])
 
 
 def shipments_for_thread(
-    *, tenant: Tenant, in_reply_to: str | None, references: Iterable[str], subject: str
+    *, tenant: Tenant, in_reply_to: str | None, references: Iterable[str], subject: str,
+    cache: dict[str, Any] | None = None,
 ) -> list[Shipment]:
     """The shipments a message replies to: In-Reply-To/References naming mail we sent about a
-    shipment or mail already filed on one, or our subject tag. Oldest first, no duplicates."""
-    ids = [i for i in [in_reply_to, *references] if i][-_MAX_THREAD_IDS:]
-    variants = _id_variants(ids)
+    shipment or mail already filed on one, or our subject tag. Oldest first, no duplicates.
+    `cache`: an intake batch's (see _thread_prefetched)."""
+    variants = _thread_ids(in_reply_to, references)
     shipment_ids: set[int] = set()
     public_ids: set[str] = set()
     if variants:
-        for related in OutboundMessage.objects.for_tenant(tenant).filter(
-            message_id__in=variants, related__startswith="shipment:"
-        ).values_list("related", flat=True):
-            public_ids.add(related.partition(":")[2])
-        shipment_ids.update(
-            Activity.objects.for_tenant(tenant).filter(inbound_message__message_id__in=variants)
-            .values_list("shipment_id", flat=True)
-        )
+        found = _thread_prefetched(tenant=tenant, variants=variants, cache=cache)
+        if found is None:
+            found = _thread_links(tenant=tenant, variants=variants)
+        public_ids = {p for v in variants for p in found[0].get(v, ())}
+        shipment_ids = {s for v in variants for s in found[1].get(v, ())}
     numbers = subject_tag_numbers(tenant=tenant, subject=subject)
     valid_uuids = [p for p in public_ids if _is_uuid(p)]
     if not (shipment_ids or valid_uuids or numbers):
         return []
     query = Q(pk__in=shipment_ids) | Q(public_id__in=valid_uuids) | Q(number__in=numbers)
     return list(Shipment.objects.for_tenant(tenant).filter(query).order_by("created_at", "id"))
+
+
+# Message-ID -> the public ids of the shipments our outbound mail of that id was about, and the
+# shipments an inbound message of that id is filed on (has an activity on).
+_ThreadLinks = tuple[dict[str, set[str]], dict[str, set[int]]]
+
+
+def _thread_links(*, tenant: Tenant, variants: Iterable[str]) -> _ThreadLinks:
+    outbound: dict[str, set[str]] = {}
+    for message_id, related in OutboundMessage.objects.for_tenant(tenant).filter(
+        message_id__in=variants, related__startswith="shipment:"
+    ).values_list("message_id", "related"):
+        outbound.setdefault(message_id, set()).add(related.partition(":")[2])
+    filed: dict[str, set[int]] = {}
+    for message_id, shipment_id in Activity.objects.for_tenant(tenant).filter(
+        inbound_message__message_id__in=variants
+    ).values_list("inbound_message__message_id", "shipment_id"):
+        filed.setdefault(message_id, set()).add(shipment_id)
+    return outbound, filed
+
+
+_THREAD = "shipments.thread"
+
+
+def _thread_prefetched(*, tenant: Tenant, variants: list[str], cache: dict[str, Any] | None) -> _ThreadLinks | None:
+    """_thread_links covering `variants` from the batch's one lookup of the reply ids of all its
+    messages (those whose verdicts the workers computed, BATCH_CLASSIFICATIONS), or None (query
+    yourself). The batch's own activities of inbound mail are added to it as they are inserted
+    (_thread_filed), or it is dropped (_refs_forget), so it never misses one made since."""
+    from mailboxes.intake import BATCH_CLASSIFICATIONS
+
+    verdicts = (cache or {}).get(BATCH_CLASSIFICATIONS)
+    if not verdicts or cache is None:
+        return None
+    entry: tuple[set[str], _ThreadLinks] | None = cache.setdefault(_THREAD, {}).get(tenant.pk)
+    if entry is None:
+        wanted = set(variants)
+        for message in _batch_messages(cache, tenant):
+            verdict = verdicts.get(message.pk)
+            if verdict is not None:
+                wanted.update(_thread_ids(getattr(verdict, "in_reply_to", None),
+                                          getattr(verdict, "references", None) or ()))
+        entry = (wanted, _thread_links(tenant=tenant, variants=wanted))
+        cache[_THREAD][tenant.pk] = entry
+    covered, found = entry
+    return found if covered.issuperset(variants) else None
+
+
+def _thread_filed(*, message: InboundMessage, shipment: Shipment, cache: dict[str, Any]) -> None:
+    """An activity of `message` on `shipment` was inserted: what _thread_links would now find too."""
+    entry = (cache.get(_THREAD) or {}).get(shipment.tenant_id)
+    if entry is not None and message.message_id:
+        entry[1][1].setdefault(message.message_id, set()).add(shipment.pk)
 
 
 def _is_uuid(value: str) -> bool:
@@ -581,7 +671,8 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
         *(shipment_numbers_for_refs(tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ())
           .values() if category == "operations" else ()),
     ])
-    thread = shipments_for_thread(tenant=tenant, in_reply_to=in_reply_to, references=references, subject=subject)
+    thread = shipments_for_thread(tenant=tenant, in_reply_to=in_reply_to, references=references, subject=subject,
+                                  cache=cache)
     if thread:  # a reply to a shipment of this batch names it by its refs too: insert before reading
         _pending_flush_if_named(tenant=tenant, cache=cache, ids=[], numbers=shipment_numbers_for_refs(
             tenant=tenant, refs=getattr(classification, "shipment_refs", None) or ()).values())
@@ -609,42 +700,73 @@ def message_intake(*, message: InboundMessage, classification: Any, batch: dict[
         activity, created = activity_record_inbound(shipment=shipment, message=message, text=text)
         if created:
             outcome.activities.append(activity)
+            _thread_filed(message=message, shipment=shipment, cache=cache)
         if shipment.number not in outcome.touched:
             outcome.touched.append(shipment.number)
             outcome.touched_ids.append(str(shipment.public_id))
     contact = outcome.contact or (_contact_cached(tenant=tenant, email=sender[0], cache=cache) if sender[0] else None)
     if contact is not None:
-        filed = FiledMessage(inbound_message=message, tenant=tenant, contact=contact,
-                             customer_id=contact.customer_id, category=category)
-        _filed_add(filed, cache=batch)
+        _filed_add((tenant.pk, message.pk, contact.pk, contact.customer_id, category), cache=batch)
     return outcome
 
 
 _FILED = "shipments.filed"
 _FILED_DONE = "shipments.filed.done"
+# A FiledMessage as the row to insert: (tenant id, inbound message id, contact id, customer id, category).
+_Filing = tuple[int, int, int, "int | None", str]
 
 
-def _filed_add(filed: FiledMessage, *, cache: dict[str, Any] | None) -> None:
+def _filed_add(filed: _Filing, *, cache: dict[str, Any] | None) -> None:
     """File the message under the contact, once (one-to-one with the message: a second run's INSERT
     does nothing, without a savepoint). In an intake batch (mailboxes.intake runs its BATCH_FLUSH
     callables), one INSERT for the whole batch at its end, inside its transaction."""
     from mailboxes.intake import BATCH_FLUSH, BATCH_MESSAGES
 
     if cache is None or BATCH_MESSAGES not in cache or cache.get(_FILED_DONE):
-        FiledMessage.unscoped.bulk_create([filed], ignore_conflicts=True)
+        _filed_insert([filed])
         return
-    rows: list[FiledMessage] | None = cache.get(_FILED)
+    rows: list[_Filing] | None = cache.get(_FILED)
     if rows is None:
-        pending: list[FiledMessage] = []
+        pending: list[_Filing] = []
         cache[_FILED] = rows = pending
 
         def flush() -> None:
             cache[_FILED_DONE] = True
-            if pending:
-                FiledMessage.unscoped.bulk_create(pending, ignore_conflicts=True)
+            _filed_insert(pending)
 
         cache.setdefault(BATCH_FLUSH, []).append(flush)
     rows.append(filed)
+
+
+_FILED_COLUMNS = ("public_id", "tenant", "inbound_message", "contact", "customer", "category", "created_at")
+_FILED_CHUNK = 100  # rows per INSERT: 700 parameters, within SQLite's limit too
+
+
+def _filed_insert(rows: Sequence[_Filing]) -> None:
+    """INSERT FiledMessage rows, a message filed already keeping its own: the statement that
+    FiledMessage.unscoped.bulk_create(..., ignore_conflicts=True) sends (ON CONFLICT DO NOTHING,
+    INSERT OR IGNORE on SQLite), without a model instance per row or the ORM's compiling of it."""
+    if not rows:
+        return
+    connection = transaction.get_connection()
+    ops = connection.ops
+    meta = FiledMessage._meta
+    fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in _FILED_COLUMNS]
+    public_id, created_at = fields[0], fields[-1]
+    columns = ", ".join(ops.quote_name(f.column) for f in fields)
+    suffix = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _FILED_CHUNK):
+            chunk = rows[start:start + _FILED_CHUNK]
+            params: list[Any] = []
+            for tenant_id, message_id, contact_id, customer_id, category in chunk:
+                params += [public_id.get_db_prep_save(uuid.uuid4(), connection), tenant_id, message_id, contact_id,
+                           customer_id, category, created_at.get_db_prep_save(timezone.now(), connection)]
+            values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(chunk))
+            cursor.execute(
+                f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {ops.quote_name(meta.db_table)}"
+                f" ({columns}) VALUES {values} {suffix}", params,  # names from the model, never from input
+            )
 
 
 _REFS = "shipments.refs"
@@ -687,14 +809,24 @@ def _refs_prefetched(*, tenant: Tenant, wanted: set[str], cache: dict[str, Any] 
 
 
 def _refs_forget(*, tenant_id: int, cache: dict[str, Any]) -> None:
+    """The batch inserted shipments (with their first activities): drop its lookups by ref and by
+    reply id, which might miss them."""
     (cache.get(_REFS) or {}).pop(tenant_id, None)
+    (cache.get(_THREAD) or {}).pop(tenant_id, None)
 
 
 def _sender(message: InboundMessage, classification: Any) -> tuple[str, str]:
     """The sender's address (the classifier's, else the stored From) and display name."""
-    name, header_address = parseaddr(message.from_address or "")
+    name, header_address = _parsed_address(message.from_address or "")
     address = str(getattr(classification, "from_addr", "") or "") or header_address
-    return parseaddr(address)[1].strip() or address.strip(), name.strip().strip('"')
+    return _parsed_address(address)[1].strip() or address.strip(), name.strip().strip('"')
+
+
+@lru_cache(maxsize=4096)
+def _parsed_address(value: str) -> tuple[str, str]:
+    """email.utils.parseaddr, remembered: a batch asks it of each message's From several times
+    over, and the same senders write again and again (it is pure, and slow: a tokenizer in Python)."""
+    return parseaddr(value)
 
 
 _CONTACTS = "shipments.contacts"
@@ -717,7 +849,7 @@ def _contact_cached(*, tenant: Tenant, email: str, cache: dict[str, Any]) -> Con
     prefetched = cache.setdefault(_CONTACTS + ".tenants", set())
     if tenant.pk not in prefetched:
         prefetched.add(tenant.pk)
-        wanted = {parseaddr(m.from_address or "")[1].strip().lower() for m in _batch_messages(cache, tenant)}
+        wanted = {_parsed_address(m.from_address or "")[1].strip().lower() for m in _batch_messages(cache, tenant)}
         wanted = {address for address in wanted if address} | {key[1]}
         for address in wanted:
             known.setdefault((tenant.pk, address), None)
@@ -728,6 +860,28 @@ def _contact_cached(*, tenant: Tenant, email: str, cache: dict[str, Any]) -> Con
             return known[key]
     known[key] = contact_by_email(tenant=tenant, email=email)
     return known[key]
+
+
+_CUSTOMERS = "shipments.customers"
+
+
+def _customer_cached(*, tenant: Tenant, domain: str, cache: dict[str, Any]) -> Customer | None:
+    """customer_for_domain, from one lookup per batch of the domains of all its senders (made when
+    the batch first makes a contact: most batches make none)."""
+    if not domain or is_free_mail(domain):
+        return None
+    domain = domain.lower()
+    entry: tuple[set[str], dict[str, Customer]] | None = cache.setdefault(_CUSTOMERS, {}).get(tenant.pk)
+    if entry is None:
+        wanted = {domain_of(_parsed_address(m.from_address or "")[1]) for m in _batch_messages(cache, tenant)}
+        wanted = {d for d in wanted if d and not is_free_mail(d)} | {domain}
+        rows = CustomerDomain.objects.filter(tenant=tenant, domain__in=wanted).select_related("customer")
+        entry = (wanted, {row.domain: row.customer for row in rows})
+        cache[_CUSTOMERS][tenant.pk] = entry
+    covered, found = entry
+    if domain not in covered:
+        return customer_for_domain(tenant=tenant, domain=domain)
+    return found.get(domain)
 
 
 def _sender_contact(*, tenant: Tenant, sender: tuple[str, str], cache: dict[str, Any]
@@ -742,7 +896,7 @@ def _sender_contact(*, tenant: Tenant, sender: tuple[str, str], cache: dict[str,
         validate_email(address.strip())
     except ValidationError:
         return None, False
-    contact = _contact_make(tenant=tenant, email=address.strip(), name=name)
+    contact = _contact_make(tenant=tenant, email=address.strip(), name=name, cache=cache)
     if contact is not None:
         cache[_CONTACTS][(tenant.pk, address.strip().lower())] = contact
     return contact, contact is not None
@@ -751,7 +905,13 @@ def _sender_contact(*, tenant: Tenant, sender: tuple[str, str], cache: dict[str,
 _SOURCES = "shipments.sources"
 
 
-def _shipment_of_source(*, message: InboundMessage, same: Q, cache: dict[str, Any]) -> Shipment | None:
+def _same_source(message: InboundMessage) -> Q:
+    """The shipments made from this message or a copy of it (same Message-ID)."""
+    key = _message_key(message)
+    return Q(source_message=message) | (Q(source_message_key=key) if key else Q(pk__in=[]))
+
+
+def _shipment_of_source(*, message: InboundMessage, cache: dict[str, Any]) -> Shipment | None:
     """The shipment already made from this message or a copy of it (same Message-ID). The first
     call of a tenant in an intake batch fetches those of all the batch's messages in one query."""
     tenant = message.tenant
@@ -772,7 +932,7 @@ def _shipment_of_source(*, message: InboundMessage, same: Q, cache: dict[str, An
         sources[tenant.pk] = (covered, found)
     covered, found = sources[tenant.pk]
     if message.pk not in covered:
-        return cast(Shipment | None, Shipment.objects.for_tenant(tenant).filter(same).first())
+        return cast(Shipment | None, Shipment.objects.for_tenant(tenant).filter(_same_source(message)).first())
     key = _message_key(message)
     return found.get(("pk", message.pk)) or (found.get(("key", key)) if key else None)
 
@@ -789,9 +949,7 @@ def _shipment_from_message(
     *, message: InboundMessage, classification: Any, contact: Contact | None, cache: dict[str, Any],
     excerpt: str | None = None,
 ) -> tuple[Shipment, bool]:
-    key = _message_key(message)
-    same = Q(source_message=message) | (Q(source_message_key=key) if key else Q(pk__in=[]))
-    existing = _shipment_of_source(message=message, same=same, cache=cache)
+    existing = _shipment_of_source(message=message, cache=cache)
     if existing is not None:
         return existing, False
     status = Status.PICKUP_REQUESTED if classification.category == "pickup" else Status.QUOTE_REQUESTED
@@ -825,7 +983,7 @@ def _shipment_from_message(
         )
     except IntegrityError:
         # Another transaction filed this message (or a copy of it) first: the unique source said no.
-        return Shipment.objects.for_tenant(message.tenant).get(same), False
+        return Shipment.objects.for_tenant(message.tenant).get(_same_source(message)), False
     _source_remember(shipment=shipment, cache=cache)
     _refs_forget(tenant_id=message.tenant_id, cache=cache)
     return shipment, True

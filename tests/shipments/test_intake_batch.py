@@ -17,10 +17,11 @@ from django.test.utils import CaptureQueriesContext
 
 from documents.models import Document
 from mailboxes.intake import message_process, messages_process
-from mailboxes.models import InboundMessage, Mailbox
+from mailboxes.models import InboundMessage, Mailbox, OutboundMessage
 from shipments.models import Activity, Contact, FiledMessage, Shipment
-from shipments.services import shipment_create, shipment_number_format
+from shipments.services import customer_create, shipment_create, shipment_number_format
 from tests.factories import make_mailbox, make_staff, make_tenant
+from tests.shipments.support import build_mail
 from tms.accounts.models import Staff, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -183,6 +184,75 @@ def test_it_files_replies_to_a_shipment_made_earlier_in_the_same_batch(
     assert [(n, uid) for n, uid, *_ in made["shipments"]] == [(shipment_number_format(tenant=acme, sequence=1), None),
                                                                (number, 2)]
     assert sorted(uid for n, kind, uid in made["activities"] if n == number) == [2, 3, 4]
+
+
+def replies_thread(tenant: Tenant, mailbox: Mailbox) -> list[bytes]:
+    """After a reply to unknown mail (the batch looks up all its reply ids then), an update on the
+    tenant's first shipment, a reply to that update and a reply to our mail about the shipment:
+    all in one batch, the two replies found through what the batch filed and what we sent."""
+    first = Shipment.objects.for_tenant(tenant).get(sequence=1)
+    ours = f"<ours-{uuid.uuid4().hex}@tms.test>"
+    OutboundMessage.objects.for_tenant(tenant).create(
+        staff=mailbox.staff, mailbox=mailbox, from_address=mailbox.email_address, message_id=ours,
+        related=first.related_key, subject=f"{first.subject_tag} Your quote",
+    )
+    update_id = f"<update-{uuid.uuid4().hex}@shipper.test>"
+
+    def mail(subject: str, body: str, message_id: str = "", extra: str = "") -> bytes:
+        return (f"From: Gus <gus@sawmill.example>\r\nTo: dispatch@acme.test\r\nSubject: {subject}\r\n"
+                f"Message-ID: {message_id or f'<{uuid.uuid4().hex}@shipper.test>'}\r\n"
+                f"Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n{extra}\r\n{body}\r\n").encode()
+
+    return [
+        mail("Re: lunch", "See you at noon.", extra=f"In-Reply-To: <{uuid.uuid4().hex}@elsewhere.test>\r\n"),
+        mail(f"{first.number} delivered", f"Shipment {first.number} was delivered this morning, POD to follow.",
+             message_id=update_id),
+        mail("Re: delivered", "Thanks, and the invoice?", extra=f"In-Reply-To: {update_id}\r\n"),
+        mail("Re: Your quote", "Looks good, book it.", extra=f"In-Reply-To: {ours}\r\nReferences: {ours}\r\n"),
+    ]
+
+
+def test_it_files_replies_to_mail_filed_earlier_in_the_same_batch(
+    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff
+) -> None:
+    boxes = {acme: make_mailbox(alice, "dispatch@acme.test"), globex: make_mailbox(charlie, "dispatch@acme.test")}
+    for tenant in boxes:
+        shipment_create(tenant=tenant)
+    batched = store_raw(boxes[acme], replies_thread(acme, boxes[acme]))
+    alone = store_raw(boxes[globex], replies_thread(globex, boxes[globex]))
+
+    with CaptureQueriesContext(connection) as queries:
+        messages_process(message_ids=batched, prepared=prepared_ahead(acme, batched))
+    for pk in alone:
+        message_process(message_id=pk)
+
+    made = outcome(acme)
+    assert made == outcome(globex)
+    first = shipment_number_format(tenant=acme, sequence=1)
+    assert sorted(uid for n, kind, uid in made["activities"] if n == first and uid) == [2, 3, 4]
+    # The reply ids of the whole batch were looked up once (our mail, then the mail filed).
+    looked_up = [q["sql"] for q in queries.captured_queries if "mailboxes_outboundmessage" in q["sql"]
+                 and "related" in q["sql"]]
+    assert len(looked_up) == 1
+
+
+def test_it_files_a_batch_of_new_senders_under_the_customers_of_their_domains(acme: Tenant, alice: Staff) -> None:
+    sawmill = customer_create(tenant=acme, name="Inland Sawmill", email_domains=["sawmill.example"])
+    customer_create(tenant=acme, name="Other Co", email_domains=["other.example"])
+    mailbox = make_mailbox(alice, "dispatch@acme.test")
+    senders = ["Gus <gus@sawmill.example>", "ann@SAWMILL.example", "joe@gmail.com", "Bo <bo@nowhere.example>"]
+    raws = [build_mail(sender=sender, to="dispatch@acme.test", subject="Quote Dallas, TX 75201 to Atlanta, GA 30301",
+                       body="Please quote 2 pallets, 1200 lbs, dry van, pickup next Monday.") for sender in senders]
+    ids = store_raw(mailbox, raws)
+
+    with CaptureQueriesContext(connection) as queries:
+        messages_process(message_ids=ids, prepared=prepared_ahead(acme, ids))
+
+    contacts = {c.email: c.customer for c in Contact.objects.for_tenant(acme)}
+    assert contacts == {"gus@sawmill.example": sawmill, "ann@sawmill.example": sawmill, "joe@gmail.com": None,
+                        "bo@nowhere.example": None}
+    domains = [q for q in queries.captured_queries if "shipments_customerdomain" in q["sql"]]
+    assert len(domains) == 1  # the domains of all the batch's senders, once
 
 
 def test_it_numbers_a_batch_after_shipments_made_meanwhile_elsewhere(acme: Tenant, alice: Staff) -> None:

@@ -115,6 +115,33 @@ def test_it_never_creates_twice_for_the_same_message(mailbox) -> None:  # type: 
     assert Activity.objects.for_tenant(mailbox.tenant).count() == 1
 
 
+def test_it_still_validates_what_a_new_shipment_is_given(acme: Tenant) -> None:
+    with pytest.raises(ValidationError) as refused:
+        services.shipment_create(tenant=acme, extraction_confidence={"origin": object()})
+    assert "extraction_confidence" in refused.value.message_dict
+    assert not Shipment.objects.for_tenant(acme).exists()
+
+
+def test_the_fields_a_new_shipment_leaves_at_their_defaults_are_valid(acme: Tenant) -> None:
+    # shipment_create validates only what it was given: this is why the rest needs no checking.
+    Shipment(tenant=acme, sequence=1, number="SHP-000001").full_clean(exclude=["tenant"], validate_unique=False)
+    # And it skips the constraints, which full_clean would skip anyway with the tenant excluded.
+    assert all("tenant" in getattr(c, "fields", ()) for c in Shipment._meta.constraints)
+
+
+def test_it_files_a_message_once_however_often_it_is_filed(mailbox, acme: Tenant) -> None:  # type: ignore[no-untyped-def]
+    customer = services.customer_create(tenant=acme, name="Inland Sawmill")
+    contact = services.contact_create(tenant=acme, email="gus@sawmill.example", customer=customer)
+    message, other = quote_message(mailbox), quote_message(mailbox)
+    services._filed_insert([(acme.pk, message.pk, contact.pk, customer.pk, "quote"),
+                            (acme.pk, other.pk, contact.pk, None, "other")])
+    services._filed_insert([(acme.pk, message.pk, contact.pk, None, "operations")])
+    rows = FiledMessage.objects.for_tenant(acme).order_by("id")
+    assert [(f.inbound_message, f.contact, f.customer, f.category) for f in rows] == [
+        (message, contact, customer, "quote"), (other, contact, None, "other")]
+    assert len({f.public_id for f in rows}) == 2 and all(f.created_at for f in rows)
+
+
 def test_it_lets_the_database_refuse_a_second_shipment_or_activity_for_a_message(mailbox) -> None:  # type: ignore[no-untyped-def]
     message = quote_message(mailbox)
     shipment = services.message_intake(
