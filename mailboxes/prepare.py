@@ -245,6 +245,7 @@ class PreparePool:
         self.pending: dict[int, int] = {}  # message id -> bytes handed to a worker, not taken back
         self.pending_bytes = 0
         self.broken = False
+        self.held = False  # intake mode: nothing more handed over this pass (submit_intake)
         self.used = 0  # verdicts taken from the workers
         self.waited = 0.0  # seconds this process waited for them (the workers were behind)
         self.executor: concurrent.futures.ProcessPoolExecutor | None = None
@@ -304,21 +305,34 @@ class PreparePool:
                 self.pending[pk] = len(raw)
                 self.pending_bytes += len(raw)
 
-    def submit_intake(self, items: Sequence[tuple[int, bytes]]) -> None:
-        """Hand one intake batch (its stored messages' ids and bytes) to a worker; over the byte
-        budget, or after a failure, it is left to the caller (outcomes() does not return it)."""
+    def submit_intake(self, items: Sequence[tuple[int, bytes]]) -> bool:
+        """Hand one intake batch (its stored messages' ids and bytes) to a worker; False when it is
+        left to the caller (outcomes() will not return it): after a failure, or over the byte
+        budget, after which no batch is handed over for the rest of the pass, so that the caller
+        runs the rest in order (a reply never overtakes the message it answers)."""
         size = sum(len(raw) for _, raw in items)
-        if self.broken or self.executor is None or not items or size > PENDING_MAX_BYTES - self.pending_bytes:
-            return
+        if size > PENDING_MAX_BYTES - self.pending_bytes:
+            self.held = True
+        if self.broken or self.held or self.executor is None or not items:
+            return False
         try:
             future = self.executor.submit(_intake, list(items), self.prefix, self.rules, self.preparers)
         except (OSError, RuntimeError, AssertionError) as failure:
             self._break("submitting to the intake workers failed", failure)
-            return
+            return False
         for pk, raw in items:
             self.futures[pk] = future
             self.pending[pk] = len(raw)
         self.pending_bytes += size
+        return True
+
+    def wait_for(self, pks: Sequence[int]) -> None:
+        """Wait until the batches holding these messages are done (committed, or the pool failed),
+        leaving their outcomes to outcomes()."""
+        for future in {id(f): f for f in (self.futures.get(pk) for pk in pks) if f is not None}.values():
+            if self.broken:
+                return
+            self._wait(future)
 
     def outcomes(self, pks: Sequence[int]) -> dict[int, Any]:
         """What the workers' intake did with these messages: {id: ProcessOutcome or None}, waiting

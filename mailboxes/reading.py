@@ -308,6 +308,7 @@ class FolderReader:
         self.uidvalidity = 0
         self.attempted: set[int] = set()  # one attempt per message per pass
         self.pool: PreparePool | None = None  # classifies new messages on the other cores (prepare.py)
+        self.in_flight: dict[str, int] = {}  # Message-ID -> id of a message handed to the workers, not yet done
 
     def run(self, info: dict[bytes, Any] | None = None) -> None:
         """One pass over the folder; `info` is the SELECT response when the caller sent it."""
@@ -432,6 +433,8 @@ class FolderReader:
         self.attempted.update(ids)
         if self.pool is not None and self.pool.intake:
             done = self.pool.outcomes(ids)
+            finished = set(ids)
+            self.in_flight = {ref: pk for ref, pk in self.in_flight.items() if pk not in finished}
             for outcome in done.values():
                 self.result.count(outcome)
             ids = [pk for pk in ids if pk not in done]
@@ -521,11 +524,29 @@ class FolderReader:
             items = [(pk, raw[uid]) for pk, uid, status in inserted
                      if status == InboundMessage.Status.RECEIVED and uid in raw]
             if self.pool.intake:
+                by_uid = {row.uid: row for row in rows}
+                headers = {pk: by_uid[uid] for pk, uid, _ in inserted}
                 for start in range(0, len(items), settings.MAILBOX_INTAKE_BATCH):
-                    self.pool.submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH])
+                    self._submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH], headers)
             else:
                 self.pool.submit(items)
         return new_ids
+
+    def _submit_intake(self, items: list[tuple[int, bytes]], rows: dict[int, InboundMessage]) -> None:
+        """Hand one intake batch to a worker, once the batches in flight that hold a message it
+        replies to have committed: a reply then finds the shipment its thread made, as it does
+        when one process runs the batches in order (two workers run batches side by side)."""
+        assert self.pool is not None
+        refs: set[str] = set()
+        for pk, _ in items:
+            refs.update(thread_refs(rows[pk].headers))
+        earlier = [self.in_flight[ref] for ref in refs if ref in self.in_flight]
+        if earlier:
+            self.pool.wait_for(earlier)
+        if self.pool.submit_intake(items):
+            for pk, _ in items:
+                if rows[pk].message_id:
+                    self.in_flight[rows[pk].message_id] = pk
 
 
 def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
@@ -626,6 +647,18 @@ def normalise_message_id(value: str | None) -> str:
         return match.group(0)[:998]
     bare = value.strip("<>")
     return f"<{bare}>"[:998] if bare else ""
+
+
+_THREAD_HEADERS = re.compile(r"(?im)^(?:in-reply-to|references)[ \t]*:((?:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*))")
+
+
+def thread_refs(headers: str) -> set[str]:
+    """The Message-IDs a message's In-Reply-To and References headers name (normalised)."""
+    found: set[str] = set()
+    for match in _THREAD_HEADERS.finditer(headers):
+        for ref in _MSGID.findall("".join(match.group(1).split())):
+            found.add(normalise_message_id(ref))
+    return found
 
 
 def _synthesised(raw: bytes) -> str:

@@ -19,7 +19,7 @@ from django.db import OperationalError, transaction
 from mailboxes import intake, prepare
 from mailboxes.models import InboundMessage, Mailbox
 from mailboxes.prepare import PreparePool
-from mailboxes.reading import mailbox_poll
+from mailboxes.reading import mailbox_poll, thread_refs
 from shipments.models import Activity, Shipment
 from tests.factories import make_staff, make_tenant
 from tests.mailboxes.reading_support import append, make_reader, reading_settings, stored  # noqa: F401
@@ -200,3 +200,48 @@ def test_a_batch_the_database_rolls_back_for_a_deadlock_runs_again_and_blames_no
     assert deadlocks and (result.new, result.failed, result.quarantined) == (COUNT, 0, 0)
     assert all(attempts == 1 and done for *_, attempts, done in outcomes(mailbox))
     assert intake.is_transient(OperationalError("x").with_traceback(None)) is False
+
+
+QUOTE_ID = b"<the-quote-018@shipper.test>"
+
+
+def _slow_for_the_quote(items: Any, *args: Any) -> Any:
+    if any(QUOTE_ID in raw for _, raw in items):
+        time.sleep(1.5)
+    return REAL_INTAKE(items, *args)
+
+
+def test_a_reply_waits_for_the_batch_of_the_message_it_answers(
+    dovecot: Any, monkeypatch: pytest.MonkeyPatch, parent_intakes: list[int]
+) -> None:
+    """The quote's batch is slow in one worker; the reply, in the next batch, would be run by the
+    other worker meanwhile and miss the quote's shipment. It waits instead, and is filed on it."""
+    quote = (CORPUS[0].parent / "018.eml").read_bytes()  # a quote with every detail: a shipment
+    quote = re.sub(rb"(?im)^Message-ID:[^\r\n]*", b"Message-ID: " + QUOTE_ID, quote, count=1)
+    assert QUOTE_ID in quote
+    filler = [p.read_bytes() for p in CORPUS[1:5]]
+    reply = (b"From: Dana <dana@shipper.test>\r\nTo: owner@thread.test\r\nSubject: Re: rate request\r\n"
+             b"Message-ID: <reply-1@shipper.test>\r\nIn-Reply-To: " + QUOTE_ID + b"\r\n"
+             b"References: " + QUOTE_ID + b"\r\n\r\nThanks. Please also add a liftgate at delivery.\r\n")
+    monkeypatch.setattr(prepare, "_intake", _slow_for_the_quote)
+    mailbox = make_reader(staff_of("thread"), dovecot)
+    for raw in [quote, *filler[:2], filler[2], reply, filler[3]]:  # quote in batch 1, reply in batch 2
+        append(dovecot, mailbox.email_address, raw)
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.error, result.new, result.failed) == ("", 6, 0)
+    tenant_messages = InboundMessage.objects.for_tenant(mailbox.tenant)
+    source = tenant_messages.get(message_id=QUOTE_ID.decode())
+    answer = tenant_messages.get(message_id="<reply-1@shipper.test>")
+    shipment = Shipment.objects.for_tenant(mailbox.tenant).get(source_message=source)
+    assert Activity.objects.for_tenant(mailbox.tenant).filter(shipment=shipment, inbound_message=answer).exists()
+    assert answer.processed_at > source.processed_at
+    assert parent_intakes == []  # both batches ran in the workers
+
+
+def test_thread_refs_reads_in_reply_to_and_folded_references() -> None:
+    headers = ("From: a@b.test\r\nreferences: <one@x.test>\r\n <two@x.test>\r\n\t<three@x.test>\r\n"
+               "In-Reply-To: Dana's note <four@x.test>\r\nSubject: see <not-a-ref@x.test>\r\n")
+    assert thread_refs(headers) == {"<one@x.test>", "<two@x.test>", "<three@x.test>", "<four@x.test>"}
+    assert thread_refs("Subject: hello\r\n") == set()
