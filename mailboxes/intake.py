@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -440,7 +440,7 @@ def _run_intake(message: InboundMessage, *, ours: frozenset[str] | None = None, 
             if result is None:
                 continue
             context.results.append(result)
-            per_handler[path] = asdict(result)
+            per_handler[path] = _result_json(result)
         if alone:
             _batch_flush(context.batch)
         category = next((r.category for r in context.results if r.category), "") or "other"
@@ -452,6 +452,13 @@ def _run_intake(message: InboundMessage, *, ours: frozenset[str] | None = None, 
         message.result = {"handlers": per_handler, "records": records}
     if save:
         message.save(update_fields=_OUTCOME_FIELDS)
+
+
+def _result_json(result: IntakeResult) -> dict[str, Any]:
+    """What dataclasses.asdict made of a handler's result (stored in InboundMessage.result), without
+    its deep copy of every value (~0.1 ms a message)."""
+    return {"category": result.category, "reason": result.reason, "records": dict(result.records),
+            "data": jsonable(result.data), "ignored": result.ignored}
 
 
 def _record_failure(message_id: int, exc: BaseException) -> ProcessOutcome | None:

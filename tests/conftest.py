@@ -39,7 +39,9 @@ def django_db_modify_db_settings(postgres_url: str) -> None:
     default: dict[str, Any] = settings.DATABASES["default"]  # type: ignore[assignment]
     for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT"):
         default[key] = parsed.get(key, "")
-    default["OPTIONS"] = {}  # the SQLite pragmas do not apply
+    # The SQLite pragmas do not apply; parameters bound on the server, as production does it
+    # (tms/settings.py, DATABASE_SERVER_SIDE_BINDING).
+    default["OPTIONS"] = {"server_side_binding": os.environ.get("DATABASE_SERVER_SIDE_BINDING", "true") != "false"}
     default["CONN_MAX_AGE"] = 0
     default["TEST"]["NAME"] = "test_tms"
     # A connection object made before this point (by an import) would keep SQLite's backend class.

@@ -33,10 +33,10 @@ def rows_update(*, objects: Sequence[models.Model], field_names: Sequence[str]) 
 @contextmanager
 def binding_cursor(connection: BaseDatabaseWrapper | None = None) -> Iterator[Any]:
     """A cursor in the current transaction that, on PostgreSQL, sends its parameters apart from the
-    statement (server-side binding; Django's psycopg cursors bind on the client). Bytes then travel
-    as binary instead of a hex literal twice their size that the client writes and the server
-    parses, and a statement run many times (executemany) is parsed once and prepared. Wrapped as
-    Django wraps its own cursors: database errors become django.db's, queries are logged when
+    statement (server-side binding, whatever DATABASE_SERVER_SIDE_BINDING says for the ORM). Bytes
+    then travel as binary instead of a hex literal twice their size that the client writes and the
+    server parses; nothing is prepared (Django's prepare_threshold: safe behind a pooler). Wrapped
+    as Django wraps its own cursors: database errors become django.db's, queries are logged when
     Django logs them (tests' CaptureQueriesContext). Elsewhere (the demo's SQLite): Django's cursor."""
     connection = connection or transaction.get_connection()
     if connection.vendor != "postgresql":

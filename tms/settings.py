@@ -184,6 +184,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+        "DATABASE_SERVER_SIDE_BINDING", True):
+    # Parameters sent apart from the SQL (psycopg's server-side binding) instead of quoted into it
+    # by the client: bytes travel as binary, nothing is escaped (bench/README.md, "Ingest"). No
+    # statement is prepared (Django's default), so a pooler in transaction mode still works.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ----------------------------------------------------------------------------- auth

@@ -223,3 +223,13 @@ def test_it_writes_uid_sets_as_ranges() -> None:
     assert uid_ranges([7, 1, 2, 3, 5, 8, 3]) == "1:3,5,7:8"
     assert uid_ranges(range(1, 10001)) == "1:10000"
     assert uid_ranges([]) == ""
+
+
+def test_a_handlers_result_is_stored_as_asdict_would_store_it() -> None:
+    from dataclasses import asdict, fields
+
+    result = intake.IntakeResult(category="quote", reason="created SHP-000001", records={"shipment": 1},
+                                 data={"created": ["a", "b"], "contact": None, "failed": {"x": "y"}}, ignored=True)
+
+    assert intake._result_json(result) == asdict(result)
+    assert set(intake._result_json(result)) == {f.name for f in fields(intake.IntakeResult)}  # none forgotten
