@@ -331,8 +331,9 @@ MAILBOX_INTAKE_BATCH = env_int("MAILBOX_INTAKE_BATCH", 50, minimum=1)
 # documents, each batch in its own transaction) when there are more than one intake batch of them
 # (mailboxes/prepare.py); 0: all in the polling process. MAILBOX_INTAKE_IN_WORKERS=false: the
 # workers only classify. Only `mailbox poll --once` and other non-daemon processes start them.
-# Default: the cores but the one the polling process uses (at least 1, at most 4).
-MAILBOX_INTAKE_PROCESSES = env_int("MAILBOX_INTAKE_PROCESSES", min(max((os.cpu_count() or 1) - 1, 1), 4), minimum=0)
+# Default: one per core (at least 1, at most 4): the polling process itself mostly waits on IMAP
+# and on them (bench/README.md, "Ingest": on 2 cores, 2 workers ingest ~1.4x what 1 does).
+MAILBOX_INTAKE_PROCESSES = env_int("MAILBOX_INTAKE_PROCESSES", min(max(os.cpu_count() or 1, 1), 4), minimum=0)
 MAILBOX_INTAKE_IN_WORKERS = env_bool("MAILBOX_INTAKE_IN_WORKERS", True)  # prepare.py: the workers run the intake too
 MAILBOX_POLL_MAX_BACKOFF = env_int("MAILBOX_POLL_MAX_BACKOFF", 3600, minimum=1)  # seconds, after errors
 MAILBOX_POLL_LOCK_TTL = env_int("MAILBOX_POLL_LOCK_TTL", 900, minimum=10)  # a crashed poller's lock expires
