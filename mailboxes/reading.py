@@ -525,9 +525,9 @@ class FolderReader:
                      if status == InboundMessage.Status.RECEIVED and uid in raw]
             if self.pool.intake:
                 by_uid = {row.uid: row for row in rows}
-                headers = {pk: by_uid[uid] for pk, uid, _ in inserted}
+                stored_rows = {pk: by_uid[uid] for pk, uid, _ in inserted}
                 for start in range(0, len(items), settings.MAILBOX_INTAKE_BATCH):
-                    self._submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH], headers)
+                    self._submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH], stored_rows)
             else:
                 self.pool.submit(items)
         return new_ids
@@ -551,8 +551,8 @@ class FolderReader:
 
 def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
     """`INSERT ... ON CONFLICT DO NOTHING RETURNING id, uid, status`, one a row in one pipelined
-    round trip (tms.db.executemany_returning: the raw bytes bound as binary, the statement parsed
-    once): (pk, uid, status) of the rows that were new; a row that hits either unique constraint
+    round trip (tms.db.executemany_returning: the raw bytes bound as binary, the statement split
+    for placeholders once): (pk, uid, status) of the rows that were new; a row that hits either unique constraint
     (the UID or the Message-ID) is left out. Hand-built because bulk_create's compiler cost about
     0.1 ms a row in the polling process (about as much as the INSERT itself) and needed a second
     SELECT for the new ids; one statement of many rows cost psycopg ~25 ms to split a batch."""
