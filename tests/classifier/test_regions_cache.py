@@ -43,14 +43,7 @@ def test_it_ignores_a_cache_file_others_can_write(cache_home: Path, monkeypatch:
     path = next((cache_home / "tms-classifier").glob("places-*.marshal"))
     os.chmod(path, 0o666)
     regions._tables.cache_clear()
-    calls: list[int] = []
-    real = regions._build_zip_table
-
-    def counting() -> Any:
-        calls.append(1)
-        return real()
-
-    monkeypatch.setattr(regions, "_build_zip_table", counting)
+    calls = _counting_build(monkeypatch)
     assert regions.zip_place("74103") == ("Tulsa", "OK")
     assert calls == [1]
 

@@ -4,9 +4,10 @@ IMAP helpers that look at the server directly, and an intake handler that tests 
 from __future__ import annotations
 
 import email.utils
+import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -76,6 +77,23 @@ def reading_settings(settings: Any, dovecot: Any) -> Any:
     settings.MAILBOX_CA_FILE = str(dovecot.certs.ca)
     settings.REDIS_URL = ""
     return settings
+
+
+def calls_in_this_process(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
+                          record: Callable[..., Any] = lambda *args, **kwargs: 1) -> list[Any]:
+    """What `record` makes of each call of owner.name made in this process; a forked worker (the
+    intake pool's) counts in its own copy of the list."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+    parent = os.getpid()
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        if os.getpid() == parent:
+            calls.append(record(*args, **kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
 
 
 def new_user(dovecot: Any) -> str:

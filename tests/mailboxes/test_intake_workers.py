@@ -22,7 +22,13 @@ from mailboxes.prepare import PreparePool
 from mailboxes.reading import mailbox_poll, thread_refs
 from shipments.models import Activity, Shipment
 from tests.factories import make_staff, make_tenant
-from tests.mailboxes.reading_support import append, make_reader, reading_settings, stored  # noqa: F401
+from tests.mailboxes.reading_support import (  # noqa: F401
+    append,
+    calls_in_this_process,
+    make_reader,
+    reading_settings,
+    stored,
+)
 from tms.accounts.models import Staff
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("reading_settings")]
@@ -43,17 +49,7 @@ def small_batches(settings: Any) -> None:
 @pytest.fixture
 def parent_intakes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Messages whose intake ran in this process (a worker counts in its own copy)."""
-    calls: list[int] = []
-    real = intake._run_intake
-    parent = os.getpid()
-
-    def counting(message: InboundMessage, **kwargs: Any) -> None:
-        if os.getpid() == parent:
-            calls.append(message.pk)
-        real(message, **kwargs)
-
-    monkeypatch.setattr(intake, "_run_intake", counting)
-    return calls
+    return calls_in_this_process(monkeypatch, intake, "_run_intake", lambda message, **kwargs: message.pk)
 
 
 def staff_of(slug: str) -> Staff:

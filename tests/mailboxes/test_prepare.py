@@ -28,7 +28,13 @@ from mailboxes.intake import messages_process
 from mailboxes.models import InboundMessage, Mailbox
 from mailboxes.prepare import Prepared, PreparePool
 from mailboxes.reading import mailbox_poll
-from tests.mailboxes.reading_support import append, make_reader, reading_settings, stored  # noqa: F401
+from tests.mailboxes.reading_support import (  # noqa: F401
+    append,
+    calls_in_this_process,
+    make_reader,
+    reading_settings,
+    stored,
+)
 from tms.accounts.models import Staff
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reading_settings")]
@@ -50,17 +56,7 @@ def small_batches(settings: Any) -> None:
 @pytest.fixture
 def parent_classifies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts classifier.classify calls made in this process (a worker counts in its own copy)."""
-    calls: list[int] = []
-    real = classifier.classify
-    parent = os.getpid()
-
-    def counting(raw: bytes, **kwargs: Any) -> Any:
-        if os.getpid() == parent:
-            calls.append(1)
-        return real(raw, **kwargs)
-
-    monkeypatch.setattr(classifier, "classify", counting)
-    return calls
+    return calls_in_this_process(monkeypatch, classifier, "classify")
 
 
 def corpus_mailbox(staff: Staff, dovecot: Any) -> Mailbox:
