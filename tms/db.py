@@ -77,3 +77,42 @@ def executemany_returning(sql: str, rows: Sequence[Sequence[Any]],
                 if not raw.nextset():
                     break
     return out
+
+
+def rows_update_unnest(*, objects: Sequence[models.Model], field_names: Sequence[str]) -> None:
+    """rows_update in ONE statement: `UPDATE t SET c = v.c, ... FROM unnest(%s::type[], ...) AS
+    v(...) WHERE t.pk = v.pk`, one array a column. The server parses and plans it once instead of
+    once a row (a batch of 50 rows: ~0.1 ms of PostgreSQL a row less, bench/README.md "Ingest").
+    Same values, same columns, same locking contract as rows_update; when a pk is given twice the
+    last object's values are written, as rows_update's last UPDATE would leave them. Elsewhere
+    than on PostgreSQL: rows_update."""
+    if not objects:
+        return
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        rows_update(objects=objects, field_names=field_names)
+        return
+    meta = type(objects[0])._meta
+    fields = [meta.get_field(name) for name in field_names]
+    pk = meta.pk
+    assert pk is not None
+    quote = connection.ops.quote_name
+    latest = {o.pk: o for o in objects}  # the last object of a pk wins
+    columns = [[o.pk for o in latest.values()]]
+    columns += [[f.get_db_prep_save(getattr(o, f.attname), connection) for o in latest.values()]  # type: ignore[union-attr]
+                for f in fields]
+    # Table, column names and types come from the model, never from input.
+    names = [quote(pk.column), *(quote(f.column) for f in fields)]  # type: ignore[union-attr]
+    arrays = ", ".join(f"%b::{_array_type(f, connection)}" for f in [pk, *fields])
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    table = quote(meta.db_table)
+    sql = (f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)})"  # noqa: S608
+           f" WHERE {table}.{names[0]} = v.{names[0]}")
+    with binding_cursor(connection) as cursor:
+        cursor.execute(sql, columns)
+
+
+def _array_type(field: Any, connection: BaseDatabaseWrapper) -> str:
+    """The PostgreSQL array type of a column (`varchar[]`, `jsonb[]`), without the type's modifiers:
+    a cast to varchar(16)[] would cut a longer value short where the column refuses it."""
+    return f"{str(field.db_type(connection)).split('(')[0]}[]"
