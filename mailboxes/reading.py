@@ -37,6 +37,7 @@ from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parseaddr, parsedate_to_datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -45,7 +46,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
-from tms.db import executemany_returning
+from tms.db import binding_cursor, executemany_returning
 from tms.logging import log_context
 
 from . import locks, metrics
@@ -550,25 +551,44 @@ class FolderReader:
 
 
 def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
-    """`INSERT ... ON CONFLICT DO NOTHING RETURNING id, uid, status`, one a row in one pipelined
-    round trip (tms.db.executemany_returning: the raw bytes bound as binary, the statement split
-    for placeholders once): (pk, uid, status) of the rows that were new; a row that hits either unique constraint
-    (the UID or the Message-ID) is left out. Hand-built because bulk_create's compiler cost about
-    0.1 ms a row in the polling process (about as much as the INSERT itself) and needed a second
-    SELECT for the new ids; one statement of many rows cost psycopg ~25 ms to split a batch."""
+    """`INSERT ... SELECT * FROM unnest(%b::type[], ...) ON CONFLICT DO NOTHING RETURNING id, uid,
+    status`: the whole fetch batch in ONE statement, one array a column, bound as binary (the raw
+    bytes as bytea, no escaping): (pk, uid, status) of the rows that were new; a row that hits
+    either unique constraint (the UID or the Message-ID), also against a row earlier in the same
+    batch, is left out. Hand-built because bulk_create's compiler cost about 0.1 ms a row in the
+    polling process. Against one pipelined INSERT a row (tms.db.executemany_returning, still the
+    way on SQLite), measured on 3,000 messages in batches of 200: psycopg ~0.20 -> ~0.155 ms and
+    PostgreSQL (exec + plan) ~0.17 -> ~0.08 ms a message."""
+    meta = InboundMessage._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    # pre_save as bulk_create does it (received_at's auto_now_add); defaults were set when the
+    # instance was made.
+    values = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
+    if connection.vendor != "postgresql":
+        found = executemany_returning(_insert_sql(binary_arrays=False), values)
+    else:
+        with binding_cursor() as cursor:
+            cursor.execute(_insert_sql(binary_arrays=True), [list(column) for column in zip(*values, strict=True)])
+            found = cursor.fetchall()
+    return [(int(pk), int(uid), str(status)) for pk, uid, status in found]
+
+
+@lru_cache(maxsize=2)
+def _insert_sql(*, binary_arrays: bool) -> str:
     meta = InboundMessage._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     by_name = {f.name: f for f in meta.concrete_fields}
     returned = ", ".join(quote(str(by_name[name].column)) for name in ("id", "uid", "status"))
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608 (names, no input)
-           f" ON CONFLICT DO NOTHING RETURNING {returned}")
-    # pre_save as bulk_create does it (received_at's auto_now_add); defaults were set when the
-    # instance was made.
-    params = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
-    return [(int(pk), int(uid), str(status)) for pk, uid, status in executemany_returning(sql, params)]
+    if binary_arrays:
+        # Array types without modifiers: varchar(16)[] would cut a value short the column refuses.
+        arrays = ", ".join(f"%b::{str(f.db_type(connection)).split('(')[0]}[]" for f in fields)
+        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608 (names and types, no input)
+    else:
+        source = f"VALUES ({', '.join(['%s'] * len(fields))})"
+    return (f"INSERT INTO {quote(meta.db_table)} ({columns}) {source}"
+            f" ON CONFLICT DO NOTHING RETURNING {returned}")
 
 
 # ----------------------------------------------------------------------------- message metadata

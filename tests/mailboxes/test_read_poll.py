@@ -96,6 +96,19 @@ def test_it_stores_a_message_once_when_it_comes_back_under_a_new_uid(bob: Staff,
     assert len(stored(mailbox)) == 1
 
 
+def test_it_stores_the_first_of_two_copies_in_one_fetch_batch(bob: Staff, dovecot: Any) -> None:
+    mailbox = make_reader(bob, dovecot)
+    raw = message("quote copied twice")
+    append(dovecot, mailbox.email_address, raw)
+    append(dovecot, mailbox.email_address, raw)  # same Message-ID, next UID, same INSERT statement
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.fetched, result.new, result.duplicates) == (2, 1, 1)
+    (row,) = stored(mailbox)
+    assert row.uid == 1  # the first UID of the new folder: the earlier copy wins, as one INSERT a row did
+
+
 def test_it_synthesises_a_message_id_when_there_is_none(bob: Staff, dovecot: Any) -> None:
     mailbox = make_reader(bob, dovecot)
     raw = message("other without id", message_id="")
