@@ -25,7 +25,7 @@ from classifier.attachments import kind_from_text
 from mailboxes.models import InboundMessage
 from shipments.models import Activity, Shipment
 from tms.accounts.models import Staff, Tenant
-from tms.db import rows_update
+from tms.db import rows_insert, rows_update_unnest
 
 from . import extract, matching
 from .models import Document, Kind, MatchState, Status, StoredFile, document_storage, stored_file_name
@@ -108,15 +108,18 @@ def _stored_file_written(*, tenant: Tenant, payload: bytes, digest: str) -> Stor
 def stored_files_for(*, tenant: Tenant, payloads: dict[str, bytes]) -> dict[str, StoredFile]:
     """stored_file_for for many contents at once ({sha256: bytes}): one SELECT for those already
     stored, one INSERT ... ON CONFLICT DO NOTHING for the new ones (a concurrent intake storing the
-    same content meets the unique constraint without failing) and one SELECT for their rows."""
+    same content meets the unique constraint without failing), returning the new rows' ids; a
+    SELECT only for those a concurrent intake stored first."""
     if not payloads:
         return {}
     rows = StoredFile.objects.for_tenant(tenant)
     found = {row.sha256: row for row in rows.filter(sha256__in=list(payloads))}
     new = [_stored_file_written(tenant=tenant, payload=payloads[d], digest=d) for d in payloads if d not in found]
     if new:
-        StoredFile.unscoped.bulk_create(new, ignore_conflicts=True)
-        found.update((row.sha256, row) for row in rows.filter(sha256__in=[row.sha256 for row in new]))
+        found.update((row.sha256, row) for row in rows_insert(new, ignore_conflicts=True, key="public_id"))
+        taken = [row.sha256 for row in new if row.sha256 not in found]
+        if taken:  # stored meanwhile by a concurrent intake: its rows
+            found.update((row.sha256, row) for row in rows.filter(sha256__in=taken))
     return found
 
 
@@ -234,7 +237,7 @@ class _Deferred:
         for document in documents:
             if document.status == Status.PENDING:
                 document.stored = stored[(document.tenant_id, document.sha256)]
-        Document.unscoped.bulk_create(documents)
+        rows_insert(documents)
         for document in documents:
             if document.status == Status.PENDING:
                 _enqueue_after_commit(document.pk, batch=self.batch)
@@ -472,7 +475,7 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
                 else:
                     _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id),
                                    known=evidence.get(document.pk), activities=activities)
-            Activity.unscoped.bulk_create(activities)
+            rows_insert(activities)
             _documents_write(locked)
     return left
 
@@ -483,9 +486,9 @@ _OUTCOME_FIELDS = ("extracted_text", "kind", "status", "error", "processed_at", 
 
 
 def _documents_write(documents: Sequence[Document]) -> None:
-    """The outcome columns of locked documents, in one round trip (tms.db.rows_update; the columns a
-    document's outcome did not touch are written back as they were read)."""
-    rows_update(objects=documents, field_names=_OUTCOME_FIELDS)
+    """The outcome columns of locked documents, in one statement (tms.db.rows_update_unnest; the
+    columns a document's outcome did not touch are written back as they were read)."""
+    rows_update_unnest(objects=documents, field_names=_OUTCOME_FIELDS)
 
 
 def _match_prefetch(documents: list[Document], outcomes: dict[int, extract.Extraction | str]

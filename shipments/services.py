@@ -27,6 +27,7 @@ from django.utils import timezone
 from mailboxes.intake import BatchFlushConflict, jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
 from tms.accounts.models import Staff, Tenant
+from tms.db import columns_insert, rows_insert
 
 from .domains import domain_normalise, domain_of, is_free_mail
 from .excerpt import message_excerpt
@@ -743,9 +744,10 @@ _FILED_CHUNK = 100  # rows per INSERT: 700 parameters, within SQLite's limit too
 
 
 def _filed_insert(rows: Sequence[_Filing]) -> None:
-    """INSERT FiledMessage rows, a message filed already keeping its own: the statement that
-    FiledMessage.unscoped.bulk_create(..., ignore_conflicts=True) sends (ON CONFLICT DO NOTHING,
-    INSERT OR IGNORE on SQLite), without a model instance per row or the ORM's compiling of it."""
+    """INSERT FiledMessage rows, a message filed already keeping its own: what
+    FiledMessage.unscoped.bulk_create(..., ignore_conflicts=True) writes (ON CONFLICT DO NOTHING,
+    INSERT OR IGNORE on SQLite), without a model instance per row or the ORM's compiling of it. On
+    PostgreSQL one statement of one array a column (tms.db.columns_insert)."""
     if not rows:
         return
     connection = transaction.get_connection()
@@ -753,6 +755,16 @@ def _filed_insert(rows: Sequence[_Filing]) -> None:
     meta = FiledMessage._meta
     fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in _FILED_COLUMNS]
     public_id, created_at = fields[0], fields[-1]
+    if connection.vendor == "postgresql":
+        # The values each row would get from the ORM: a uuid4 and its own timezone.now().
+        arrays: list[list[Any]] = [[] for _ in fields]
+        for row in rows:
+            made = (public_id.get_db_prep_save(uuid.uuid4(), connection), *row,
+                    created_at.get_db_prep_save(timezone.now(), connection))
+            for array, value in zip(arrays, made, strict=True):
+                array.append(value)
+        columns_insert(FiledMessage, field_names=_FILED_COLUMNS, columns=arrays, ignore_conflicts=True)
+        return
     columns = ", ".join(ops.quote_name(f.column) for f in fields)
     suffix = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
     with connection.cursor() as cursor:
@@ -1034,16 +1046,24 @@ class _Pending:
         if not self.shipments:
             return
         try:
-            Shipment.unscoped.bulk_create(self.shipments)
-            Activity.unscoped.bulk_create(self.activities)
+            # bulk_create's statements without its compiler (tms.db.rows_insert: one INSERT each).
+            rows_insert(self.shipments)
+            rows_insert(self.activities)
         except IntegrityError as exc:
             raise BatchFlushConflict(
                 f"inserting {len(self.shipments)} shipments of the batch conflicted with existing rows"
             ) from exc
-        # Greatest: GREATEST() on PostgreSQL, MAX() on SQLite (the demo's database has no GREATEST).
-        ShipmentCounter.objects.filter(tenant_id=self.tenant.pk).update(
-            last_value=Greatest(F("last_value"), Value(self.last_value))
-        )
+        connection = transaction.get_connection()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = GREATEST(last_value, %s)"  # noqa: S608
+                    " WHERE tenant_id = %s", [self.last_value, self.tenant.pk],  # (the table's name, no input)
+                )
+        else:  # the demo's SQLite has no GREATEST: the ORM writes MAX()
+            ShipmentCounter.objects.filter(tenant_id=self.tenant.pk).update(
+                last_value=Greatest(F("last_value"), Value(self.last_value))
+            )
         self.shipments, self.activities = [], []
 
 

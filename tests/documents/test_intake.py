@@ -170,6 +170,40 @@ def test_identical_content_is_stored_once_per_tenant(
     assert all(p.name == a.sha256 and a.filename not in str(p) for p in stored_files)
 
 
+def test_a_batch_stores_new_content_once_and_takes_what_was_stored_meanwhile(
+    acme: Tenant, doc_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stored_files_for: content stored before is found, new content inserted (its ids from the
+    INSERT), and content a concurrent intake stored after the lookup - the INSERT skips it on the
+    unique constraint - ends up as that intake's row."""
+    import hashlib
+
+    from documents import services
+
+    old, new, raced = b"stored before", b"new content", b"stored meanwhile"
+    digest = {content: hashlib.sha256(content).hexdigest() for content in (old, new, raced)}
+    before = services.stored_file_for(tenant=acme, payload=old)
+    theirs: list[StoredFile] = []
+    written = services._stored_file_written
+
+    def concurrent(*, tenant: Tenant, payload: bytes, digest: str) -> StoredFile:
+        if payload == raced and not theirs:  # another intake stores it between the lookup and the INSERT
+            row = written(tenant=tenant, payload=payload, digest=digest)
+            row.save()
+            theirs.append(row)
+        return written(tenant=tenant, payload=payload, digest=digest)
+
+    monkeypatch.setattr(services, "_stored_file_written", concurrent)
+    found = services.stored_files_for(tenant=acme, payloads={digest[c]: c for c in (old, new, raced)})
+
+    rows = {row.sha256: row for row in StoredFile.objects.for_tenant(acme)}
+    assert set(rows) == set(found) == set(digest.values())
+    assert {d: row.pk for d, row in found.items()} == {d: row.pk for d, row in rows.items()}
+    assert found[digest[old]].pk == before.pk and found[digest[raced]].pk == theirs[0].pk
+    assert (rows[digest[new]].size, rows[digest[new]].file.name) == (len(new), found[digest[new]].file.name)
+    assert rows[digest[new]].created_at is not None
+
+
 def test_signature_logos_and_inline_images_are_skipped(
     inbox: Mailbox, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -249,7 +283,7 @@ def test_a_batch_of_documents_is_read_and_filed_as_each_document_alone_is(
     assert {status for _, _, status, *_ in together[0]} == {"processed"}
     assert len(together[1]) == Activity.objects.for_tenant(acme).count() - before > 5
     # One SELECT to read, then in one transaction: the locking SELECT, the shipments for all the
-    # documents, the timeline entries in one INSERT and the outcomes in one pipelined UPDATE.
+    # documents, the timeline entries in one INSERT and the outcomes in one UPDATE (of arrays).
     statements = [q["sql"].split(" times: ")[-1].split()[0] for q in queries.captured_queries]  # executemany: "N times: "
     assert statements == ["SELECT", "SAVEPOINT", "SELECT", "SELECT", "INSERT", "UPDATE", "RELEASE"]
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from documents.models import Document
 from mailboxes.intake import message_process, messages_process
@@ -84,6 +86,56 @@ def test_it_makes_in_one_batch_what_it_makes_one_message_at_a_time(
     assert made == outcome(globex)
     assert made["shipments"] and made["contacts"] and made["filed"] and made["documents"]
     assert all(status == "processed" or status == "ignored" for _, status, *_ in made["messages"])
+
+
+def columns(tenant: Tenant) -> dict[str, list[tuple[Any, ...]]]:
+    """Every column of the rows the intake made for a tenant, comparable across tenants: related rows
+    by what names them there (numbers, UIDs, addresses), the columns that are unique by nature (ids,
+    Message-IDs) and the times left out - those are checked to be set."""
+    plain: dict[str, list[tuple[Any, ...]]] = {}
+    named = {
+        Shipment: ("number", "source_message__uid", "contact__email", "customer__name"),
+        Activity: ("shipment__number", "inbound_message__uid"),
+        FiledMessage: ("inbound_message__uid", "contact__email"),
+        Document: ("source_message__uid", "position"),
+    }
+    for model, keys in named.items():
+        fields = [f for f in model._meta.concrete_fields
+                  if not f.is_relation and f.name not in ("id", "public_id", "source_message_key", "message_key")]
+        rows = model.objects.for_tenant(tenant)
+        times = [f.name for f in fields if f.get_internal_type() == "DateTimeField" and not f.null]
+        for name in times:
+            assert not rows.filter(Q(**{name: None}) | Q(**{f"{name}__gt": timezone.now()})).exists()
+        assert None not in set(rows.values_list("public_id", flat=True))
+        names = [*keys, *(f.name for f in fields if f.name not in times and f.name not in keys)]
+        plain[model.__name__] = sorted(tuple(str(v) for v in row) for row in rows.values_list(*names))
+    return plain
+
+
+def test_a_batch_writes_every_column_as_one_message_at_a_time_does(
+    acme: Tenant, globex: Tenant, alice: Staff, charlie: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch inserts its shipments, activities, filings and documents in one statement each
+    (tms.db.rows_insert, columns_insert): each column holds what the ORM's save() gives it."""
+    for tenant in (acme, globex):  # the counter row exists: the batch keeps its shipments pending
+        shipment_create(tenant=tenant)
+    batched = store_corpus(make_mailbox(alice, "dispatch@acme.test"))
+    alone = store_corpus(make_mailbox(charlie, "dispatch@acme.test"))
+
+    def not_one_by_one(**_: Any) -> None:
+        raise AssertionError("the batch failed and ran one message at a time")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("mailboxes.intake.message_process", not_one_by_one)
+        messages_process(message_ids=batched)
+    for pk in alone:
+        message_process(message_id=pk)
+
+    made = columns(acme)
+    assert made == columns(globex)
+    assert all(made.values())
+    for tenant, owner in ((acme, alice), (globex, charlie)):
+        assert {s.assigned_to for s in Shipment.objects.for_tenant(tenant).exclude(source_message=None)} == {owner}
 
 
 def test_it_runs_a_batch_again_without_making_anything_twice(acme: Tenant, alice: Staff) -> None:
