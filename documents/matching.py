@@ -26,6 +26,7 @@ from classifier.attachments import name_words
 from shipments.models import Shipment
 from shipments.services import shipment_numbers_for_refs
 from tms.accounts.models import Tenant
+from tms.db import AnyOf
 
 # Identifier-like words: letters/digits with inner hyphens ("RT-33817", "88123-01", "7734120").
 _TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
@@ -77,9 +78,12 @@ _NUMBERED_LIMIT = 50
 def _numbered_query(tenant: Tenant, tokens: set[str], numbers: set[str] | None = None) -> Any:
     """The shipments with a BOL, PO or PRO number among `tokens` (or a shipment number among
     `numbers`), newest first."""
-    named = Q(bol__in=tokens) | Q(po__in=tokens) | Q(pro__in=tokens)
+    # Each list as one array parameter (tms.db.AnyOf): a batch's tokens number in the hundreds.
+    ordered = sorted(tokens)
+    named = Q(AnyOf(Upper("bol_number"), ordered)) | Q(AnyOf(Upper("po_number"), ordered)) | Q(
+        AnyOf(Upper("pro_number"), ordered))
     if numbers:
-        named |= Q(number__in=numbers)
+        named |= Q(AnyOf("number", sorted(numbers)))
     return (
         Shipment.objects.for_tenant(tenant)
         .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pytest
@@ -120,6 +121,35 @@ def test_it_still_validates_what_a_new_shipment_is_given(acme: Tenant) -> None:
         services.shipment_create(tenant=acme, extraction_confidence={"origin": object()})
     assert "extraction_confidence" in refused.value.message_dict
     assert not Shipment.objects.for_tenant(acme).exists()
+
+
+def test_it_still_refuses_a_value_that_outgrows_its_column_when_upper_cased(acme: Tenant) -> None:
+    # "aß"[:2] upper-cased is "ASS": longer than the country column, which full_clean catches.
+    with pytest.raises(ValidationError) as refused:
+        services.shipment_create(tenant=acme, fields={"origin": {"country": "aß"}})
+    assert "origin_country" in refused.value.message_dict
+    assert not Shipment.objects.for_tenant(acme).exists()
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("status", "quote_requested"), ("status", Shipment.Status.PICKUP_REQUESTED), ("status", "lost"), ("status", ""),
+    ("sequence", 7), ("sequence", -1), ("sequence", 2**63), ("sequence", True), ("sequence", None),
+    ("source_message_key", "<a@b>"), ("source_message_key", "x" * 999), ("source_message_key", ""),
+    ("origin_country", "US"), ("origin_country", "USA"), ("equipment", "reefer"), ("equipment", "boat"),
+    ("pickup_date", dt.date(2026, 1, 2)), ("pickup_date", "2026-01-02"), ("pickup_date", None),
+    ("weight_lbs", 40000), ("weight_lbs", 2**31), ("weight_lbs", "12"), ("hazmat", True), ("hazmat", "yes"),
+    ("extraction_confidence", {}), ("extraction_confidence", {"a": 0.5}), ("extraction_confidence", {"a": object()}),
+])
+def test_its_quick_field_check_never_passes_what_full_clean_refuses(acme: Tenant, name: str, value: object) -> None:
+    shipment = Shipment(tenant=acme, sequence=1, number="SHP-000001")
+    setattr(shipment, name, value)
+    others = [f.name for f in Shipment._meta.concrete_fields if f.name != name]
+    try:
+        shipment.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert not services._passes_clean(shipment, name) or valid
 
 
 def test_the_fields_a_new_shipment_leaves_at_their_defaults_are_valid(acme: Tenant) -> None:
