@@ -30,9 +30,11 @@ import imaplib
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -449,16 +451,18 @@ class FolderReader:
         heads = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
         self.result.fetched += len(heads)
         metas = {uid: _Meta.from_fetch(uid, data) for uid, data in heads.items()}
+        # .order_by(): a set and a dict are made of them, the model's default ordering (received_at)
+        # would only make PostgreSQL sort.
         base = InboundMessage.unscoped.filter(mailbox=self.mailbox)
         stored_uids = set(
             base.filter(folder=self.folder, uidvalidity=self.uidvalidity, uid__in=list(metas))
-            .values_list("uid", flat=True)
+            .order_by().values_list("uid", flat=True)
         )
         known = {
             mid: (pk, folder, uidvalidity)
             for mid, pk, folder, uidvalidity in base.filter(
                 message_id__in=[m.message_id for m in metas.values() if m.message_id]
-            ).values_list("message_id", "pk", "folder", "uidvalidity")
+            ).order_by().values_list("message_id", "pk", "folder", "uidvalidity")
         }
         wanted: list[_Meta] = []
         too_large: list[_Meta] = []
@@ -493,27 +497,28 @@ class FolderReader:
             new_ids += self._insert(rows)
         return new_ids
 
-    def _row(self, meta: _Meta, raw: bytes | None) -> InboundMessage:
+    def _row(self, meta: _Meta, raw: bytes | None) -> _NewRow:
         if raw is None:
             status = InboundMessage.Status.TOO_LARGE
             message_id = meta.message_id or _synthesised(meta.header_bytes + str(meta.size).encode())
         else:
             status = InboundMessage.Status.RECEIVED
             message_id = meta.message_id or _synthesised(raw)
-        return InboundMessage(
-            tenant_id=self.mailbox.tenant_id, mailbox=self.mailbox, folder=self.folder,
-            uidvalidity=self.uidvalidity, uid=meta.uid, message_id=message_id, raw=raw,
-            size=meta.size or (len(raw) if raw else 0), headers=meta.headers, subject=meta.subject,
-            from_address=meta.from_address, sent_date=meta.sent_date, internal_date=meta.internal_date,
-            status=status, error="over the size limit: headers only" if raw is None else "",
+        return _NewRow(
+            uid=meta.uid, message_id=message_id, raw=raw, size=meta.size or (len(raw) if raw else 0),
+            headers=meta.headers, subject=meta.subject, from_address=meta.from_address,
+            sent_date=meta.sent_date, internal_date=meta.internal_date, status=status,
+            error="over the size limit: headers only" if raw is None else "",
         )
 
-    def _insert(self, rows: list[InboundMessage]) -> list[int]:
+    def _insert(self, rows: list[_NewRow]) -> list[int]:
         """INSERT ... ON CONFLICT DO NOTHING: the unique constraints decide what is new."""
         if not rows:
             return []
         with transaction.atomic():
-            inserted = sorted(_insert_new(rows), key=lambda row: row[1])
+            inserted = sorted(_insert_new(rows, tenant_id=self.mailbox.tenant_id, mailbox_id=self.mailbox.pk,
+                                          folder=self.folder, uidvalidity=self.uidvalidity),
+                              key=lambda row: row[1])
         self.result.new += len(inserted)
         self.result.duplicates += len(rows) - len(inserted)
         new_ids = [pk for pk, _, status in inserted if status == InboundMessage.Status.RECEIVED]
@@ -521,7 +526,7 @@ class FolderReader:
         if self.pool is not None and new_ids:
             # Classified (intake mode: processed) on the other cores while this process fetches,
             # stores and post-processes the batches before and after.
-            raw = {row.uid: bytes(row.raw) for row in rows if row.raw is not None}
+            raw = {row.uid: row.raw for row in rows if row.raw is not None}
             items = [(pk, raw[uid]) for pk, uid, status in inserted
                      if status == InboundMessage.Status.RECEIVED and uid in raw]
             if self.pool.intake:
@@ -533,7 +538,7 @@ class FolderReader:
                 self.pool.submit(items)
         return new_ids
 
-    def _submit_intake(self, items: list[tuple[int, bytes]], rows: dict[int, InboundMessage]) -> None:
+    def _submit_intake(self, items: list[tuple[int, bytes]], rows: dict[int, _NewRow]) -> None:
         """Hand one intake batch to a worker, once the batches in flight that hold a message it
         replies to have committed: a reply then finds the shipment its thread made, as it does
         when one process runs the batches in order (two workers run batches side by side)."""
@@ -550,7 +555,33 @@ class FolderReader:
                     self.in_flight[rows[pk].message_id] = pk
 
 
-def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
+@dataclass(slots=True)
+class _NewRow:
+    """One message to store: its columns that are not the same for the whole fetch batch."""
+
+    uid: int
+    message_id: str
+    raw: bytes | None
+    size: int
+    headers: str
+    subject: str
+    from_address: str
+    sent_date: datetime | None
+    internal_date: datetime | None
+    status: str
+    error: str
+
+
+# The columns _insert_new writes a batch: the same for every row, one value a row, and left to the
+# field's default (attempts 0, "" for the texts, NULL for the times, result {}).
+_BATCH_COLUMNS = ("tenant", "mailbox", "folder", "uidvalidity")
+_ROW_COLUMNS = ("uid", "message_id", "raw", "size", "headers", "subject", "from_address", "sent_date",
+                "internal_date", "status", "error")
+_DEFAULT_COLUMNS = ("attempts", "category", "reason", "result", "post_processed_at", "processed_at")
+
+
+def _insert_new(rows: list[_NewRow], *, tenant_id: int, mailbox_id: int, folder: str,
+                uidvalidity: int) -> list[tuple[int, int, str]]:
     """`INSERT ... SELECT * FROM unnest(%b::type[], ...) ON CONFLICT DO NOTHING RETURNING id, uid,
     status`: the whole fetch batch in ONE statement, one array a column, bound as binary (the raw
     bytes as bytea, no escaping): (pk, uid, status) of the rows that were new; a row that hits
@@ -558,25 +589,61 @@ def _insert_new(rows: list[InboundMessage]) -> list[tuple[int, int, str]]:
     batch, is left out. Hand-built because bulk_create's compiler cost about 0.1 ms a row in the
     polling process. Against one pipelined INSERT a row (tms.db.executemany_returning, still the
     way on SQLite), measured on 3,000 messages in batches of 200: psycopg ~0.20 -> ~0.155 ms and
-    PostgreSQL (exec + plan) ~0.17 -> ~0.08 ms a message."""
-    meta = InboundMessage._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    # pre_save as bulk_create does it (received_at's auto_now_add); defaults were set when the
-    # instance was made.
-    values = [[f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields] for row in rows]
+    PostgreSQL (exec + plan) ~0.17 -> ~0.08 ms a message.
+
+    The arrays are made from the rows' values, with neither model instances nor a get_db_prep_save
+    a value (~0.55 ms a message in the polling process, ~40% of its CPU): on PostgreSQL those
+    values are what the fields give the driver (tests/mailboxes/test_read_poll.py compares a row
+    stored so with one the ORM stored, column by column); elsewhere each value still goes through
+    its field."""
+    count = len(rows)
+    model_fields = _insert_fields()
+    defaults = {name: model_fields[name].get_default() for name in _DEFAULT_COLUMNS}
+    values: dict[str, list[Any]] = {
+        # As the ORM makes an instance (public_id's default) and saves it (received_at's auto_now_add):
+        # a value of each a row.
+        "public_id": [uuid.uuid4() for _ in range(count)],
+        "received_at": [timezone.now() for _ in range(count)],
+        **{name: [value] * count for name, value in zip(_BATCH_COLUMNS, (tenant_id, mailbox_id, folder, uidvalidity),
+                                                        strict=True)},
+        **{name: [getattr(row, name) for row in rows] for name in _ROW_COLUMNS},
+    }
+    if connection.vendor == "postgresql":
+        # What get_db_prep_save gives on PostgreSQL: the value itself for the UUID, the integers,
+        # the texts and the (aware) datetimes; the driver's Binary for bytes and a Jsonb for JSON.
+        binary = connection.Database.Binary  # type: ignore[attr-defined]
+        values["raw"] = [None if raw is None else binary(raw) for raw in values["raw"]]
+        for name, value in defaults.items():
+            values[name] = [model_fields[name].get_db_prep_save(value, connection)] * count
+    else:
+        values.update({name: [value] * count for name, value in defaults.items()})
+        values = {name: [model_fields[name].get_db_prep_save(v, connection) for v in column]
+                  for name, column in values.items()}
+    columns = [values[name] for name in model_fields]
     if connection.vendor != "postgresql":
-        found = executemany_returning(_insert_sql(binary_arrays=False), values)
+        found = executemany_returning(_insert_sql(binary_arrays=False), list(zip(*columns, strict=True)))
     else:
         with binding_cursor() as cursor:
-            cursor.execute(_insert_sql(binary_arrays=True), [list(column) for column in zip(*values, strict=True)])
+            cursor.execute(_insert_sql(binary_arrays=True), columns)
             found = cursor.fetchall()
     return [(int(pk), int(uid), str(status)) for pk, uid, status in found]
+
+
+@lru_cache(maxsize=1)
+def _insert_fields() -> dict[str, Any]:
+    """InboundMessage's columns but the primary key, by field name, in the model's order; a field
+    _insert_new does not know of fails here, before any row is written without it."""
+    fields = {f.name: f for f in InboundMessage._meta.concrete_fields if not f.primary_key}
+    known = {"public_id", "received_at", *_BATCH_COLUMNS, *_ROW_COLUMNS, *_DEFAULT_COLUMNS}
+    if set(fields) != known:
+        raise RuntimeError(f"InboundMessage's columns changed: {sorted(set(fields) ^ known)}; see _insert_new")
+    return fields
 
 
 @lru_cache(maxsize=2)
 def _insert_sql(*, binary_arrays: bool) -> str:
     meta = InboundMessage._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = list(_insert_fields().values())
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     by_name = {f.name: f for f in meta.concrete_fields}
@@ -609,7 +676,7 @@ class _Meta:
     @classmethod
     def from_fetch(cls, uid: int, data: dict[bytes, Any]) -> _Meta:
         header_bytes = bytes(data.get(b"BODY[HEADER]") or b"")
-        parsed = BytesHeaderParser(policy=compat32).parsebytes(header_bytes)
+        message_id, subject, from_address, sent_date = header_fields(header_bytes)
         internal = data.get(b"INTERNALDATE")
         if isinstance(internal, datetime) and internal.tzinfo is None:
             internal = internal.replace(tzinfo=UTC)
@@ -619,11 +686,119 @@ class _Meta:
             internal_date=internal if isinstance(internal, datetime) else None,
             header_bytes=header_bytes,
             headers=_clean(header_bytes.decode("utf-8", errors="replace")),
-            message_id=normalise_message_id(_header(parsed, "Message-ID")),
-            subject=_clean(_decoded(_header(parsed, "Subject")))[:2000],
-            from_address=_clean(parseaddr(_decoded(_header(parsed, "From")))[1].strip().lower())[:998],
-            sent_date=_date(_header(parsed, "Date")),
+            message_id=message_id, subject=subject, from_address=from_address, sent_date=sent_date,
         )
+
+
+HeaderFields = tuple[str, str, str, datetime | None]  # Message-ID, Subject, From address, Date
+
+
+def header_fields(header_bytes: bytes) -> HeaderFields:
+    """The normalised Message-ID, the decoded Subject, the From address and the Date of a header
+    block: what header_fields_parsed gives (email's parser, compat32), the common shapes without
+    it. The parser, parseaddr and parsedate cost ~0.14 ms a message in the polling process, most
+    of it for headers a few regular expressions read as well (tests/mailboxes/test_read_poll.py
+    holds the two to the same answers, the corpus and malformed headers)."""
+    found = _simple_headers(header_bytes)
+    if found is None:
+        return header_fields_parsed(header_bytes)
+    subject, sender, date = found.get("subject", ""), found.get("from", ""), found.get("date", "")
+    return (
+        normalise_message_id(found.get("message-id", "")),
+        (subject if "=?" not in subject else _clean(_decoded(subject)))[:2000],
+        _address(sender),
+        _simple_date(date),
+    )
+
+
+def header_fields_parsed(header_bytes: bytes) -> HeaderFields:
+    """header_fields with email's own parser, for any header block."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(header_bytes)
+    return (
+        normalise_message_id(_header(parsed, "Message-ID")),
+        _clean(_decoded(_header(parsed, "Subject")))[:2000],
+        _clean(parseaddr(_decoded(_header(parsed, "From")))[1].strip().lower())[:998],
+        _date(_header(parsed, "Date")),
+    )
+
+
+# A header block the parser reads line by line with nothing to repair: printable ASCII and tabs,
+# lines ending in CRLF or LF (a bare CR also ends a line for it), each line a field name and a
+# colon or a continuation (a space or tab first) of the field before; then the end, or the blank
+# line and whatever follows it (the parser's body, never its headers). Anything else - 8-bit
+# bytes, NUL, a first line folded, an mbox "From " line, a line that is neither, which ends the
+# headers early for the parser - is left to the parser.
+_FIELD = r"[\x21-\x39\x3b-\x7e]+:[\t\x20-\x7e]*(?:\r?\n[ \t][\t\x20-\x7e]*)*"
+_SIMPLE_BLOCK = re.compile(rf"((?:{_FIELD}\r?\n)*)(?:{_FIELD}|\r?\n[\s\S]*)?")
+# The four fields read, as compat32 gives a value: blanks after the colon dropped, folds kept,
+# the last line ending dropped.
+_WANTED = re.compile(r"^(message-id|subject|from|date):[ \t]*([\t\x20-\x7e]*(?:\r?\n[ \t][\t\x20-\x7e]*)*)",
+                     re.IGNORECASE | re.MULTILINE)
+
+
+def _simple_headers(header_bytes: bytes) -> dict[str, str] | None:
+    """The first value of Message-ID, Subject, From and Date by lower-case name, None when the
+    block is not one the parser reads as it stands (see _SIMPLE_BLOCK)."""
+    if not header_bytes.isascii():
+        return None
+    text = header_bytes.decode("ascii")
+    block = _SIMPLE_BLOCK.fullmatch(text)
+    if block is None:
+        return None
+    found: dict[str, str] = {}
+    # The last field of a block without a blank line is not in group 1: read to the end then.
+    end = block.end(1) if block.end(1) < len(text) and text[block.end(1)] in "\r\n" else len(text)
+    for match in _WANTED.finditer(text, 0, end):
+        found.setdefault(match.group(1).lower(), match.group(2))
+    return found
+
+
+# The From shapes parseaddr reads to the same address: a bare addr-spec, or one in angle brackets
+# after an optional display name of plain words or a quoted string without escapes. Dots only
+# between a name's atoms; no comments, no folding, no encoded-words (those are decoded first and
+# could decode into an address: left to _decoded and parseaddr).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_ADDR_SPEC = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PHRASE_WORD = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
+_SIMPLE_FROM = re.compile(
+    rf'[ \t]*(?:(?:{_PHRASE_WORD}(?:[ \t]+{_PHRASE_WORD})*|"[^"\\\r\n]*")?[ \t]*<({_ADDR_SPEC})>|({_ADDR_SPEC}))[ \t]*')
+
+
+def _address(value: str) -> str:
+    simple = _SIMPLE_FROM.fullmatch(value) if "=?" not in value else None
+    if simple is None:
+        return _clean(parseaddr(_decoded(value))[1].strip().lower())[:998]
+    return (simple.group(1) or simple.group(2)).lower()[:998]
+
+
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
+# RFC 5322's own shape, the one nearly every client writes: "Tue, 15 Dec 2026 08:00:00 -0500",
+# an optional trailing comment ("(UTC)") being ignored by parsedate as well.
+_SIMPLE_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" ([1-9]\d{3}) (\d\d):(\d\d)(?::(\d\d))? ([+-])(\d\d)(\d\d)(?: \([A-Za-z0-9 +:.-]*\))?")
+
+
+def _simple_date(value: str) -> datetime | None:
+    simple = _SIMPLE_DATE.fullmatch(value)
+    if simple is None:
+        return _date(value)
+    day, month, year, hour, minute, second, sign, tz_hours, tz_minutes = simple.groups()
+    offset = int(tz_hours) * 3600 + int(tz_minutes) * 60
+    try:
+        if offset == 0 and sign == "-":  # "-0000": UTC, the sender's zone unknown (RFC 5322 3.3)
+            return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second or 0),
+                            tzinfo=UTC)
+        return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second or 0),
+                        tzinfo=timezone_offset(-offset if sign == "-" else offset))
+    except ValueError:  # 31 Feb, 25:00, an offset of a day or more: as parsedate_to_datetime, via _date
+        return _date(value)
+
+
+@lru_cache(maxsize=64)
+def timezone_offset(seconds: int) -> dt_timezone:
+    return dt_timezone(timedelta(seconds=seconds))
 
 
 def _header(parsed: Any, name: str) -> str:
