@@ -8,6 +8,7 @@ protocol. STARTTLS is never skipped: a server that does not offer it is a TLS fa
 from __future__ import annotations
 
 import imaplib
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -77,6 +78,12 @@ def imap_session(mailbox: Mailbox) -> Iterator[IMAPClient]:
     except (OSError, imaplib.IMAP4.error, IMAPClientError) as exc:
         raise ProviderError(f"IMAP {endpoint.host}:{endpoint.port}: {_describe(exc)}", permanent=False,
                             stage=_stage_of(exc)) from None
+    # imapclient turns imaplib's protocol trace on (debug level 5, into the "imapclient.imaplib"
+    # logger): every line and literal - whole messages - formatted with %r, ~0.07 ms a fetched
+    # message in the polling process, then dropped, that logger being at WARNING (tms/logging.py).
+    # Left on only when that logger would keep it.
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
     try:
         if endpoint.security == Security.STARTTLS:
             try:
