@@ -48,7 +48,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
-from tms.db import binding_cursor, executemany_returning
+from tms.db import columns_insert, executemany_returning
 from tms.logging import log_context
 
 from . import locks, metrics
@@ -583,8 +583,9 @@ _DEFAULT_COLUMNS = ("attempts", "category", "reason", "result", "post_processed_
 def _insert_new(rows: list[_NewRow], *, tenant_id: int, mailbox_id: int, folder: str,
                 uidvalidity: int) -> list[tuple[int, int, str]]:
     """`INSERT ... SELECT * FROM unnest(%b::type[], ...) ON CONFLICT DO NOTHING RETURNING id, uid,
-    status`: the whole fetch batch in ONE statement, one array a column, bound as binary (the raw
-    bytes as bytea, no escaping): (pk, uid, status) of the rows that were new; a row that hits
+    status`: the whole fetch batch in ONE statement (tms.db.columns_insert), one array a column,
+    bound as binary (the raw bytes as bytea, no escaping): (pk, uid, status) of the rows that were
+    new; a row that hits
     either unique constraint (the UID or the Message-ID), also against a row earlier in the same
     batch, is left out. Hand-built because bulk_create's compiler cost about 0.1 ms a row in the
     polling process. Against one pipelined INSERT a row (tms.db.executemany_returning, still the
@@ -621,11 +622,10 @@ def _insert_new(rows: list[_NewRow], *, tenant_id: int, mailbox_id: int, folder:
                   for name, column in values.items()}
     columns = [values[name] for name in model_fields]
     if connection.vendor != "postgresql":
-        found = executemany_returning(_insert_sql(binary_arrays=False), list(zip(*columns, strict=True)))
+        found = executemany_returning(_insert_sql(), list(zip(*columns, strict=True)))
     else:
-        with binding_cursor() as cursor:
-            cursor.execute(_insert_sql(binary_arrays=True), columns)
-            found = cursor.fetchall()
+        found = columns_insert(InboundMessage, field_names=list(model_fields), columns=columns,
+                               ignore_conflicts=True, returning=("id", "uid", "status"))
     return [(int(pk), int(uid), str(status)) for pk, uid, status in found]
 
 
@@ -640,21 +640,16 @@ def _insert_fields() -> dict[str, Any]:
     return fields
 
 
-@lru_cache(maxsize=2)
-def _insert_sql(*, binary_arrays: bool) -> str:
+@lru_cache(maxsize=1)
+def _insert_sql() -> str:
+    """Elsewhere than PostgreSQL (the demo's SQLite): one row's INSERT, run once a row."""
     meta = InboundMessage._meta
     fields = list(_insert_fields().values())
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     by_name = {f.name: f for f in meta.concrete_fields}
     returned = ", ".join(quote(str(by_name[name].column)) for name in ("id", "uid", "status"))
-    if binary_arrays:
-        # Array types without modifiers: varchar(16)[] would cut a value short the column refuses.
-        arrays = ", ".join(f"%b::{str(f.db_type(connection)).split('(')[0]}[]" for f in fields)
-        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608 (names and types, no input)
-    else:
-        source = f"VALUES ({', '.join(['%s'] * len(fields))})"
-    return (f"INSERT INTO {quote(meta.db_table)} ({columns}) {source}"
+    return (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
             f" ON CONFLICT DO NOTHING RETURNING {returned}")
 
 
