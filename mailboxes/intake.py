@@ -380,10 +380,7 @@ def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None 
             for message in messages:
                 message.raw = raws[message.pk]
         _related_attach(messages)
-        wanted = [m.message_id for m in messages if m.message_id]
-        ours = frozenset(
-            OutboundMessage.unscoped.filter(message_id__in=wanted).values_list("message_id", flat=True)
-        ) if wanted else frozenset()
+        ours = _sent_by_us([m.message_id for m in messages if m.message_id])
         ready = _prepared_for(messages, prepared)
         batch: dict[str, Any] = {BATCH_MESSAGES: messages, BATCH_CLASSIFICATIONS: {
             pk: found.classification for pk, found in ready.items()}}
@@ -395,6 +392,22 @@ def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None 
         _batch_flush(batch)
         _outcomes_save(messages)
     return {message.pk: ProcessOutcome(message.status, message.category) for message in messages}
+
+
+def _sent_by_us(message_ids: Sequence[str]) -> frozenset[str]:
+    """Those of these Message-IDs that the outbound log holds (any tenant's: mail this system sent
+    that came back to one of its mailboxes). On PostgreSQL a statement of its own, one array
+    parameter: what the ORM's query says, without its ~0.3 ms of building and compiling a batch."""
+    if not message_ids:
+        return frozenset()
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return frozenset(OutboundMessage.unscoped.filter(message_id__in=message_ids)
+                         .values_list("message_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT message_id FROM {OutboundMessage._meta.db_table}"  # noqa: S608 (the model's name)
+                       " WHERE message_id = ANY(%s::varchar[])", [list(message_ids)])
+        return frozenset(str(row[0]) for row in cursor.fetchall())
 
 
 def _prepared_for(messages: Sequence[InboundMessage], prepared: Prepare | None) -> dict[int, Prepared]:

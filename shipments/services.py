@@ -662,16 +662,39 @@ _ThreadLinks = tuple[dict[str, set[str]], dict[str, set[int]]]
 
 def _thread_links(*, tenant: Tenant, variants: Iterable[str]) -> _ThreadLinks:
     outbound: dict[str, set[str]] = {}
-    for message_id, related in OutboundMessage.objects.for_tenant(tenant).filter(
-        message_id__in=variants, related__startswith="shipment:"
-    ).values_list("message_id", "related"):
+    for message_id, related in _thread_rows(tenant=tenant, variants=list(variants), outbound=True):
         outbound.setdefault(message_id, set()).add(related.partition(":")[2])
     filed: dict[str, set[int]] = {}
-    for message_id, shipment_id in Activity.objects.for_tenant(tenant).filter(
-        inbound_message__message_id__in=variants
-    ).values_list("inbound_message__message_id", "shipment_id"):
+    for message_id, shipment_id in _thread_rows(tenant=tenant, variants=list(variants), outbound=False):
         filed.setdefault(message_id, set()).add(shipment_id)
     return outbound, filed
+
+
+def _thread_rows(*, tenant: Tenant, variants: list[str], outbound: bool) -> list[tuple[Any, Any]]:
+    """(Message-ID, shipment public id) of the tenant's outbound mail about a shipment, or
+    (Message-ID, shipment id) of its shipments' activities of inbound mail, for these Message-IDs.
+    On PostgreSQL statements of their own, the tenant named in each: what the ORM's queries (kept
+    for the demo's SQLite) say, without their ~0.35 ms each of building and compiling a batch."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        if outbound:
+            return list(OutboundMessage.objects.for_tenant(tenant).filter(
+                message_id__in=variants, related__startswith="shipment:").values_list("message_id", "related"))
+        return list(Activity.objects.for_tenant(tenant).filter(inbound_message__message_id__in=variants)
+                    .values_list("inbound_message__message_id", "shipment_id"))
+    if not variants:
+        return []
+    # Table names come from the models, never from input.
+    if outbound:
+        sql = (f"SELECT message_id, related FROM {OutboundMessage._meta.db_table}"  # noqa: S608
+               " WHERE tenant_id = %s AND message_id = ANY(%s::varchar[]) AND related LIKE 'shipment:%%'")
+    else:
+        sql = (f"SELECT m.message_id, a.shipment_id FROM {Activity._meta.db_table} a"  # noqa: S608
+               f" JOIN {InboundMessage._meta.db_table} m ON m.id = a.inbound_message_id"
+               " WHERE a.tenant_id = %s AND m.message_id = ANY(%s::varchar[])")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant.pk, variants])
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 _THREAD = "shipments.thread"
