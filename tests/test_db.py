@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 from django.db import connection, models
+from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy
 
 from documents.models import Document, StoredFile
+from mailboxes.models import InboundMessage
 from shipments.models import Activity, Contact, Shipment
-from tms.db import _column_rule, _column_values, _insert_fields
+from tests.factories import make_mailbox
+from tms.accounts.models import Staff, Tenant
+from tms.db import _column_rule, _column_values, _insert_fields, model_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +65,39 @@ def test_it_takes_the_short_way_for_the_intakes_usual_values() -> None:
     assert rules["sequence"][2] is not None  # the integer wrapper of psycopg 3
     assert dt.datetime not in rules["pickup_date"][1]  # a datetime becomes a date: not unchanged
     assert not rules["created_at"][0]  # auto_now_add: pre_save makes it
+
+
+def loaded(obj: models.Model) -> dict[str, Any]:
+    """An instance as loaded: its field values (deferred ones left out) and its saved state."""
+    state = {k: v for k, v in vars(obj).items() if k != "_state"}
+    return {"class": type(obj), "values": state, "deferred": obj.get_deferred_fields(),
+            "adding": obj._state.adding, "db": obj._state.db}
+
+
+def test_model_rows_gives_the_instances_the_orm_gives(acme: Tenant, globex: Tenant, alice: Staff) -> None:
+    from shipments.services import contact_create, shipment_create
+
+    shipments = [shipment_create(tenant=acme, extraction_confidence={"origin": 0.9, "n": [1, "x"]}),
+                 shipment_create(tenant=acme), shipment_create(tenant=globex)]
+    numbers = [s.number for s in shipments]
+    ours = model_rows(Shipment, "tenant_id = %s AND number = ANY(%s::varchar[])", [acme.pk, numbers],
+                      order_by="id")
+    theirs = Shipment.objects.for_tenant(acme).filter(number__in=numbers).order_by("id")
+    assert [loaded(s) for s in ours] == [loaded(s) for s in theirs]
+    assert len(ours) == 2 and ours[0].extraction_confidence == {"origin": 0.9, "n": [1, "x"]}
+
+    contact_create(tenant=acme, email="Pat@Shipper.test", name="Pat")
+    ours_c = model_rows(Contact, "tenant_id = %s AND LOWER(email) = ANY(%s::varchar[])",
+                        [acme.pk, ["pat@shipper.test"]], annotations=[("email_lower", "LOWER(email)")])
+    theirs_c = Contact.objects.for_tenant(acme).annotate(email_lower=Lower("email")).filter(
+        email__iexact="pat@shipper.test")
+    assert [loaded(c) for c in ours_c] == [loaded(c) for c in theirs_c]
+    assert ours_c[0].email_lower == "pat@shipper.test"  # type: ignore[attr-defined]
+
+    mailbox = make_mailbox(alice, "dispatch@acme.test")
+    message = InboundMessage.objects.for_tenant(acme).create(
+        mailbox=mailbox, folder="INBOX", uidvalidity=1, uid=1, raw=b"x", size=1, result={"a": [1]})
+    ours_m = model_rows(InboundMessage, "id = ANY(%s::bigint[])", [[message.pk]], lock=True, defer=["raw"])
+    theirs_m = InboundMessage.unscoped.select_for_update().filter(pk__in=[message.pk]).defer("raw")
+    assert [loaded(m) for m in ours_m] == [loaded(m) for m in theirs_m]
+    assert ours_m[0].get_deferred_fields() == {"raw"} and ours_m[0].result == {"a": [1]}

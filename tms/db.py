@@ -282,6 +282,60 @@ def _insert_sql(model: type[models.Model], connection: BaseDatabaseWrapper, fiel
     return found
 
 
+def model_rows(model: type[M], where: str, params: Sequence[Any], *, order_by: str = "", lock: bool = False,
+               defer: Sequence[str] = (), annotations: Sequence[tuple[str, str]] = ()) -> list[M]:
+    """`SELECT <the model's columns> FROM <its table> WHERE <where> [ORDER BY ...] [FOR UPDATE]` as
+    model instances, as the ORM's query would give them: each column through its field's
+    converters (a JSONField's decoding), Model.from_db (the instances' state saved, `defer`red
+    fields left to load on access), each of `annotations` - (attribute, SQL expression) - set on
+    them as QuerySet.annotate does. For the few queries an intake batch runs every time: their
+    text is written once, so nothing is built or compiled per batch (the ORM: ~0.3-0.5 ms of CPU a
+    query). `where` and `order_by` are SQL over the table's own columns, written by the caller -
+    never input - with %s placeholders for `params`; tenant-owned models must name the tenant
+    there. PostgreSQL or SQLite."""
+    connection = transaction.get_connection()
+    columns, attnames, converters = _select_list(model, connection.alias, tuple(defer))
+    extra = "".join(f", {expression}" for _, expression in annotations)
+    locking = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    sql = (f"SELECT {columns}{extra} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"  # noqa: S608
+           + (f" ORDER BY {order_by}" if order_by else "") + locking)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    width = len(attnames)
+    out: list[M] = []
+    for row in rows:
+        values = list(row[:width])
+        for position, functions, expression in converters:
+            for function in functions:
+                values[position] = function(values[position], expression, connection)
+        obj = model.from_db(connection.alias, attnames, values)
+        for (name, _), value in zip(annotations, row[width:], strict=True):
+            setattr(obj, name, value)
+        out.append(obj)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _select_list(model: type[models.Model], alias: str, defer: tuple[str, ...]
+                 ) -> tuple[str, list[str], list[tuple[int, list[Any], Any]]]:
+    """model_rows' column list, the attnames it loads (in the order of the model's fields, as
+    from_db takes them) and the converters of each column that has any - as the compiler finds
+    them (the backend's, then the field's), with the column expression they are called with."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    fields = [cast("Field[Any, Any]", f) for f in model._meta.concrete_fields if f.name not in defer]
+    converters: list[tuple[int, list[Any], Any]] = []
+    for position, field in enumerate(fields):
+        column = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            converters.append((position, functions, column))
+    table = quote(model._meta.db_table)
+    return (", ".join(f"{table}.{quote(str(f.column))}" for f in fields), [f.attname for f in fields],
+            converters)
+
+
 class AnyOf(models.Expression):
     """`expression IN (values)` as a filter, sent on PostgreSQL as `expression = ANY(%s::type[])`:
     ONE array parameter whatever the number of values, so the statement's text is the same for

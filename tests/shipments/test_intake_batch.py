@@ -168,6 +168,28 @@ def test_it_needs_few_queries_per_message_in_a_batch(acme: Tenant, alice: Staff)
     assert not InboundMessage.objects.for_tenant(acme).exclude(status__in=["processed", "ignored"]).exists()
 
 
+def test_a_batch_finds_the_shipments_made_from_copies_of_its_mail_in_its_one_lookup(
+    acme: Tenant, alice: Staff, bob: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies of mail (same Message-IDs) in another staff mailbox of the tenant: the batch's one
+    lookup of its messages' shipments finds them by Message-ID, so it makes no second shipment -
+    not even one the unique constraint would refuse, making the batch run one message at a time."""
+    first = store_corpus(make_mailbox(alice, "dispatch@acme.test"))
+    messages_process(message_ids=first)
+    made = set(Shipment.objects.for_tenant(acme).values_list("number", flat=True))
+    assert made
+    raws = [bytes(raw) for raw in InboundMessage.objects.for_tenant(acme).filter(pk__in=first)
+            .order_by("uid").values_list("raw", flat=True)]
+
+    def not_one_by_one(**_: Any) -> None:
+        raise AssertionError("the batch failed and ran one message at a time")
+
+    monkeypatch.setattr("mailboxes.intake.message_process", not_one_by_one)
+    messages_process(message_ids=store_raw(make_mailbox(bob, "bob@acme.test"), raws))
+
+    assert set(Shipment.objects.for_tenant(acme).values_list("number", flat=True)) == made
+
+
 def store_raw(mailbox: Mailbox, raws: list[bytes], first_uid: int = 1) -> list[int]:
     ids = []
     for uid, raw in enumerate(raws, start=first_uid):
