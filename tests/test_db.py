@@ -20,8 +20,8 @@ from tms.db import _column_rule, _column_values, _insert_fields, model_rows
 
 pytestmark = pytest.mark.django_db
 
-# The models the intake inserts through rows_insert.
-INSERTED = (Shipment, Activity, Contact, Document, StoredFile)
+# The models the intake inserts through rows_insert or updates through rows_update_unnest.
+INSERTED = (Shipment, Activity, Contact, Document, StoredFile, InboundMessage)
 SAMPLES: tuple[Any, ...] = (
     "text", "", " 42 ", "2026-11-02", str(uuid.UUID(int=7)), gettext_lazy("lazy"), None, 0, 7, 2**40, -3, True,
     False, 3.5, dt.date(2026, 11, 2), dt.datetime(2026, 11, 2, 10, 30, tzinfo=dt.UTC), uuid.UUID(int=7),
@@ -37,8 +37,8 @@ def prepared(field: Any, value: Any, how: Any) -> tuple[str, Any]:
         out = how(obj)
     except Exception as exc:  # the same refusal either way
         return "error", type(exc)
-    if hasattr(out, "obj") and type(out).__module__.startswith("psycopg.types.json"):
-        return type(out).__qualname__, out.obj  # a Jsonb wrapper: equal when it wraps the same value
+    if hasattr(out, "obj") and type(out).__module__.startswith("psycopg"):
+        return type(out).__qualname__, out.obj  # a Jsonb or Binary wrapper: equal when it wraps the same value
     return type(out).__qualname__, out
 
 

@@ -99,16 +99,14 @@ def rows_update_unnest(*, objects: Sequence[models.Model], field_names: Sequence
         rows_update(objects=objects, field_names=field_names)
         return
     meta = type(objects[0])._meta
-    fields = [meta.get_field(name) for name in field_names]
+    fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in field_names]
     pk = meta.pk
     assert pk is not None
     quote = connection.ops.quote_name
-    latest = {o.pk: o for o in objects}  # the last object of a pk wins
-    columns = [[o.pk for o in latest.values()]]
-    columns += [[f.get_db_prep_save(getattr(o, f.attname), connection) for o in latest.values()]  # type: ignore[union-attr]
-                for f in fields]
+    rows = list({o.pk: o for o in objects}.values())  # the last object of a pk wins
+    columns = [[o.pk for o in rows], *(_prepared(f, [getattr(o, f.attname) for o in rows], connection) for f in fields)]
     # Table, column names and types come from the model, never from input.
-    names = [quote(pk.column), *(quote(f.column) for f in fields)]  # type: ignore[union-attr]
+    names = [quote(pk.column), *(quote(str(f.column)) for f in fields)]
     arrays = ", ".join(f"%b::{_array_type(f, connection)}" for f in [pk, *fields])
     assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
     table = quote(meta.db_table)
@@ -188,12 +186,18 @@ def _column_values(field: Field[Any, Any], objects: Sequence[models.Model], conn
     field's four nested calls a value (a batch's shipments: ~1,500 values). Any other value goes
     through the field itself. tests/test_db.py holds this to Django's own preparation for every
     field type the intake inserts."""
-    plain, same, wrap = _column_rule(field, connection.alias)
-    if plain:
+    if _column_rule(field, connection.alias)[0]:
         attname = field.attname
         values = [getattr(obj, attname) for obj in objects]
     else:
         values = [field.pre_save(obj, True) for obj in objects]  # type: ignore[arg-type]
+    return _prepared(field, values, connection)
+
+
+def _prepared(field: Field[Any, Any], values: list[Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """`[field.get_db_prep_save(value, connection) for value in values]`, the short way where
+    _column_rule knows the answer (see _column_values)."""
+    _, same, wrap = _column_rule(field, connection.alias)
     prepare = field.get_db_prep_save
     if wrap is not None:
         return [wrap(value) if type(value) is int else None if value is None else prepare(value, connection)
