@@ -159,8 +159,16 @@ def classify_handler(message: InboundMessage, context: IntakeContext) -> IntakeR
                         data={"signals": jsonable(verdict.signals)})
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON data from handler output (dataclasses, tuples, sets become dicts/lists/strings)."""
+    kind = type(value)
+    if kind in _SCALARS:  # most values: asked first, without isinstance against the Mapping ABC
+        return value
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

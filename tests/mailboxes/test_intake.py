@@ -233,3 +233,22 @@ def test_a_handlers_result_is_stored_as_asdict_would_store_it() -> None:
 
     assert intake._result_json(result) == asdict(result)
     assert set(intake._result_json(result)) == {f.name for f in fields(intake.IntakeResult)}  # none forgotten
+
+
+def test_it_makes_handler_output_plain_json_data() -> None:
+    from enum import StrEnum
+    from types import MappingProxyType
+
+    class Kind(StrEnum):
+        QUOTE = "quote"
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    value = {"a": (1, 2.5, True, None), 3: {"b": {"x"}}, "kind": Kind.QUOTE, "view": MappingProxyType({"c": Odd()}),
+             "list": [frozenset(), "s"]}
+    out = intake.jsonable(value)
+    assert out == {"a": [1, 2.5, True, None], "3": {"b": ["x"]}, "kind": "quote", "view": {"c": "odd"},
+                   "list": [[], "s"]}
+    assert type(out["kind"]) is Kind  # a str subclass is kept as it is, as json.dumps writes it
