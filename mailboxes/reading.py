@@ -48,10 +48,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
-from tms.db import columns_insert, executemany_returning
+from tms.db import AnyOf, columns_insert, executemany_returning
 from tms.logging import log_context
 
 from . import locks, metrics
+from .fetching import uid_fetch
 from .intake import (
     DONE,
     PENDING,
@@ -448,22 +449,24 @@ class FolderReader:
 
     def store(self, uids: list[int]) -> list[int]:
         """Store the batch's messages that are not stored yet; returns the new rows' ids (RECEIVED)."""
-        heads = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
+        heads = uid_fetch(self.client, uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
         self.result.fetched += len(heads)
         metas = {uid: _Meta.from_fetch(uid, data) for uid, data in heads.items()}
         # .order_by(): a set and a dict are made of them, the model's default ordering (received_at)
-        # would only make PostgreSQL sort.
+        # would only make PostgreSQL sort. The batch's UIDs and Message-IDs as one array parameter
+        # each (AnyOf), not an IN list of 200 placeholders that Django resolves and psycopg parses
+        # value by value, every batch.
         base = InboundMessage.unscoped.filter(mailbox=self.mailbox)
         stored_uids = set(
-            base.filter(folder=self.folder, uidvalidity=self.uidvalidity, uid__in=list(metas))
+            base.filter(AnyOf("uid", metas.keys()), folder=self.folder, uidvalidity=self.uidvalidity)
             .order_by().values_list("uid", flat=True)
         )
+        message_ids = [m.message_id for m in metas.values() if m.message_id]
         known = {
             mid: (pk, folder, uidvalidity)
-            for mid, pk, folder, uidvalidity in base.filter(
-                message_id__in=[m.message_id for m in metas.values() if m.message_id]
-            ).order_by().values_list("message_id", "pk", "folder", "uidvalidity")
-        }
+            for mid, pk, folder, uidvalidity in base.filter(AnyOf("message_id", message_ids))
+            .order_by().values_list("message_id", "pk", "folder", "uidvalidity")
+        } if message_ids else {}
         wanted: list[_Meta] = []
         too_large: list[_Meta] = []
         for uid in sorted(metas):
@@ -490,7 +493,7 @@ class FolderReader:
             logger.info("mailbox %s: %s messages over the size limit stored as headers only",
                         self.mailbox.pk, len(too_large))
         for group in _size_groups(wanted, settings.MAILBOX_FETCH_BATCH_BYTES):
-            bodies = self.client.fetch([m.uid for m in group], ["BODY.PEEK[]"])
+            bodies = uid_fetch(self.client, [m.uid for m in group], ["BODY.PEEK[]"])
             present = [m for m in group if m.uid in bodies and bodies[m.uid].get(b"BODY[]") is not None]
             rows = [self._row(m, bytes(bodies[m.uid][b"BODY[]"])) for m in present]
             del bodies
