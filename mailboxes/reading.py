@@ -383,10 +383,12 @@ class FolderReader:
         return max((int(u) for u in found), default=0)
 
     def _save_cursor(self, last_uid: int, modseq: int | None) -> None:
-        FolderCursor.objects.update_or_create(
-            mailbox=self.mailbox, folder=self.folder,
-            defaults={"uidvalidity": self.uidvalidity, "last_uid": last_uid, "highestmodseq": modseq},
-        )
+        values = {"uidvalidity": self.uidvalidity, "last_uid": last_uid, "highestmodseq": modseq}
+        # Once a batch: one UPDATE of the cursor the first poll made (updated_at set as auto_now
+        # would); update_or_create's transaction, locking SELECT and save only when there is none.
+        cursors = FolderCursor.objects.filter(mailbox=self.mailbox, folder=self.folder)
+        if not cursors.update(**values, updated_at=timezone.now()):
+            FolderCursor.objects.update_or_create(mailbox=self.mailbox, folder=self.folder, defaults=values)
 
     # -- repair ---------------------------------------------------------------------------------
 
