@@ -2,8 +2,9 @@
 protocol in mailboxes/intake.py).
 
 Thin: the attachments come from the shared classification, the shipments the earlier handler filed
-the message on come from the context, and services.documents_record_from_message records them and
-queues the processor after the commit. A bad attachment never makes this raise.
+the message on come from the context, and services.documents_record_from_message records them -
+finished when their text was read ahead (prepare), else pending with the processor queued after
+the commit. A bad attachment never makes this raise.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ PREPARED = f"{__name__}.prepare"
 
 
 def prepare(raw: bytes, classification: Any) -> dict[str, Any] | None:
-    """Ahead, in an intake worker (mailboxes/prepare.py): the text of the attachments the processor
-    will read, when it runs in this process (`mailbox poll --once`); else it would be wasted. None
-    for a message without attachments (most of them): handle() records nothing for it."""
+    """Ahead, in an intake worker (mailboxes/prepare.py): the text of the attachments, for handle()
+    to record their documents finished, when the processor would run in this process anyway
+    (`mailbox poll --once`); with a Celery worker elsewhere reading the file, the intake's
+    transaction stays short and this would be wasted. None for a message without attachments
+    (most of them): handle() records nothing for it."""
     from tms.celery import app
 
     attachments = tuple(getattr(classification, "attachments", None) or ())
@@ -41,6 +44,7 @@ def _filed_on(context: IntakeContext) -> list[str]:
 
 
 def handle(message: InboundMessage, context: IntakeContext) -> IntakeResult | None:
+    services.documents_flush_last(batch=context.batch)
     verdict = context.classification
     attachments = tuple(getattr(verdict, "attachments", None) or ())
     if not attachments:

@@ -1,8 +1,11 @@
 """Documents: record the attachments of a message, read them, match them to shipments.
 
 The intake handler records (inside the message's transaction) and queues the processor after the
-commit; the processor (a Celery task) reads the stored bytes, decides the kind and matches. A file
-that cannot be read is recorded as failed with the reason; it never fails the message.
+commit; the processor (a Celery task) reads the stored bytes, decides the kind and matches. When
+the intake workers read the text ahead (`mailbox poll --once`, documents.intake.prepare), the
+document is finished as it is recorded instead: inserted read and matched, in the message's
+transaction, with nothing queued. A file that cannot be read is recorded as failed with the
+reason; it never fails the message.
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ def documents_record_from_message(
     constraint says so. An oversized file is recorded as failed and not stored. Never raises for
     a bad attachment. `batch`: the intake batch's cache (IntakeContext.batch): the positions
     already recorded are fetched once for all the batch's messages. `extracted`: what
-    documents_extract_ahead read of these attachments, kept for the processor.
+    documents_extract_ahead read of these attachments: a document whose text is there is recorded
+    finished (read, matched, its timeline entry inserted) and nothing is queued for it.
     """
     tenant = message.tenant
     outcome = RecordOutcome()
@@ -182,27 +186,42 @@ def documents_record_from_message(
             document.status = Status.FAILED
             document.error = f"file too large: {len(payload)} bytes (the limit is {max_bytes})"
             document.processed_at = timezone.now()
+        read = _read_ahead(document, extracted) if document.status == Status.PENDING else None
         if deferred is not None:
-            deferred.add(document, payload if document.status == Status.PENDING else None)
+            deferred.add(document, payload if document.status == Status.PENDING else None, read=read)
             outcome.created.append(document)
-            if document.status == Status.PENDING and extracted:
-                _ahead_keep(document, extracted)
             continue
         if document.status == Status.PENDING:
             document.stored = stored_file_for(tenant=tenant, payload=payload, sha256=digest)
+        # Finished before its INSERT: a concurrent run of the same message (the conflict below)
+        # leaves nothing of this one behind, its timeline entry is inserted only with the row.
+        activities = _outcomes_record([(document, read)]) if read is not None else []
         try:
             with transaction.atomic():
                 document.save()
         except IntegrityError:
             continue  # recorded by a concurrent run of the same message
         outcome.created.append(document)
+        rows_insert(activities)
         if document.status == Status.PENDING:
-            if extracted:
-                _ahead_keep(document, extracted)
             _enqueue_after_commit(document.pk, batch=batch)
         else:
-            logger.info("document %s of message %s: %s", document.pk, message.pk, document.error)
+            _outcome_log(document)
     return outcome
+
+
+# A document's outcome as read: its text, or the reason it cannot be read.
+_Read = extract.Extraction | str
+
+
+def _read_ahead(document: Document, extracted: dict[str, Any] | None) -> _Read | None:
+    """What documents_extract_ahead read of the pending `document`'s bytes (the key holds their
+    digest), if it read them under today's limits."""
+    if not extracted or extracted.get("limits") != limits():
+        return None
+    key = _ahead_key(sha256=document.sha256, filename=document.filename, content_type=document.content_type)
+    found: _Read | None = (extracted.get("texts") or {}).get(key)
+    return found
 
 
 _DEFERRED = "documents.deferred"
@@ -210,24 +229,31 @@ _DEFERRED = "documents.deferred"
 
 class _Deferred:
     """The documents an intake batch recorded and has not inserted yet: at the batch's end
-    (BATCH_FLUSH, inside its transaction) their contents are stored with stored_files_for and the
-    rows inserted with one INSERT, then the processor is queued for the pending ones. The unique
-    (message, position) constraint still judges at the INSERT: a conflict (the same message run
-    concurrently) fails the batch, which then runs one message at a time, each document under its
-    own savepoint."""
+    (BATCH_FLUSH, inside its transaction, after the other handlers' flushes: see
+    documents_flush_last) their contents are stored with stored_files_for, those read ahead are
+    finished (matched against the shipments the batch made too: one prefetch a tenant), the rows
+    inserted with one INSERT and the timeline entries of the matches with another, then the
+    processor is queued for the documents still pending. The unique (message, position)
+    constraint still judges at the INSERT: a conflict (the same message run concurrently) fails
+    the batch - nothing of it stays, finished rows included - which then runs one message at a
+    time, each document under its own savepoint."""
 
     def __init__(self, batch: dict[str, Any]) -> None:
         self.batch = batch
         self.documents: list[Document] = []
+        self.read: list[tuple[Document, _Read]] = []  # the pending ones read ahead, to finish
         self.payloads: dict[int, dict[str, bytes]] = {}  # tenant id -> {sha256: bytes} to store
 
-    def add(self, document: Document, payload: bytes | None) -> None:
+    def add(self, document: Document, payload: bytes | None, *, read: _Read | None = None) -> None:
         self.documents.append(document)
+        if read is not None:
+            self.read.append((document, read))
         if payload is not None:
             self.payloads.setdefault(document.tenant_id, {}).setdefault(document.sha256, payload)
 
     def write(self) -> None:
         documents, self.documents = self.documents, []
+        read, self.read = self.read, []
         payloads, self.payloads = self.payloads, {}
         if not documents:
             return
@@ -237,12 +263,14 @@ class _Deferred:
         for document in documents:
             if document.status == Status.PENDING:
                 document.stored = stored[(document.tenant_id, document.sha256)]
+        activities = _outcomes_record(read)
         rows_insert(documents)
+        rows_insert(activities)
         for document in documents:
             if document.status == Status.PENDING:
                 _enqueue_after_commit(document.pk, batch=self.batch)
             else:
-                logger.info("document %s of message %s: %s", document.pk, document.source_message_id, document.error)
+                _outcome_log(document)
 
 
 def _deferred_for(batch: dict[str, Any] | None) -> _Deferred | None:
@@ -257,6 +285,20 @@ def _deferred_for(batch: dict[str, Any] | None) -> _Deferred | None:
         batch[_DEFERRED] = found = _Deferred(batch)
         batch.setdefault(BATCH_FLUSH, []).append(found.write)
     return found
+
+
+def documents_flush_last(*, batch: dict[str, Any]) -> None:
+    """Keep the batch's documents flush (registered with its first document) after the flushes
+    the other handlers registered since - the shipments handler's INSERT of the batch's new
+    shipments, say - so that finishing a document matches against them: the intake runs this
+    for every message, after the handlers before it in settings."""
+    from mailboxes.intake import BATCH_FLUSH
+
+    found: _Deferred | None = batch.get(_DEFERRED)
+    flushes: list[Any] | None = batch.get(BATCH_FLUSH)
+    if found is not None and flushes and flushes[-1] != found.write:
+        flushes.remove(found.write)
+        flushes.append(found.write)
 
 
 _POSITIONS = "documents.positions"
@@ -317,14 +359,6 @@ def _enqueue_many(document_ids: list[int]) -> None:
 
 # ----------------------------------------------------------------------------- read ahead
 
-# What intake workers read of attachments ahead (documents.intake.prepare), for the processor of
-# this process to take instead of reading the same bytes again: keyed by what decides the result
-# (content digest, name, type, limits), taken once, at most _AHEAD_MAX kept (a batch that rolled
-# back leaves entries nobody takes; they are dropped oldest first).
-_AHEAD: dict[tuple[str, str, str, extract.Limits], extract.Extraction | str] = {}
-_AHEAD_MAX = 2000
-
-
 def _ahead_key(*, sha256: str, filename: str, content_type: str) -> str:
     return "\x1f".join((sha256, filename, content_type))
 
@@ -346,32 +380,6 @@ def documents_extract_ahead(*, attachments: Sequence[AttachmentLike]) -> dict[st
         except extract.ExtractionError as exc:
             out[key] = str(exc)
     return {"limits": bounds, "texts": out}
-
-
-def _ahead_keep(document: Document, extracted: dict[str, Any]) -> None:
-    key = _ahead_key(sha256=document.sha256, filename=document.filename, content_type=document.content_type)
-    found = (extracted.get("texts") or {}).get(key)
-    if found is None or extracted.get("limits") != limits():
-        return
-    while len(_AHEAD) >= _AHEAD_MAX:
-        _AHEAD.pop(next(iter(_AHEAD)))
-    _AHEAD[(document.sha256, document.filename, document.content_type, limits())] = found
-
-
-def _extract(document: Document, payload: bytes) -> extract.Extraction:
-    """extract.extract_text of the stored bytes, or what was read of the same bytes ahead."""
-    return _extract_read(sha256=document.sha256, filename=document.filename, content_type=document.content_type,
-                         payload=payload)
-
-
-def _extract_read(*, sha256: str, filename: str, content_type: str, payload: bytes) -> extract.Extraction:
-    bounds = limits()
-    found = _AHEAD.pop((sha256, filename, content_type, bounds), None)
-    if found is not None and hashlib.sha256(payload).hexdigest() == sha256:
-        if isinstance(found, str):
-            raise extract.ExtractionError(found)
-        return found
-    return extract.extract_text(payload=payload, filename=filename, content_type=content_type, limits=bounds)
 
 
 # ----------------------------------------------------------------------------- processing
@@ -414,10 +422,14 @@ def document_process(*, document_id: int) -> Document | None:
             raise extract.ExtractionError(
                 f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
             )
-        result = _extract(document, payload)
+        result = _extract(filename=document.filename, content_type=document.content_type, payload=payload)
     except extract.ExtractionError as exc:
         return document_fail(document_id=document_id, reason=str(exc))
     return _finish(document_id=document_id, result=result)
+
+
+def _extract(*, filename: str, content_type: str, payload: bytes) -> extract.Extraction:
+    return extract.extract_text(payload=payload, filename=filename, content_type=content_type, limits=limits())
 
 
 def document_fail(*, document_id: int, reason: str) -> Document | None:
@@ -442,18 +454,17 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
     error - so that one bad file never holds up the others."""
     # What reading needs, as plain values: the rows are read again, whole, under their locks.
     pending = (Document.unscoped.filter(pk__in=list(document_ids), status=Status.PENDING).order_by("pk")
-               .values_list("pk", "sha256", "filename", "content_type", "stored__file"))
-    outcomes: dict[int, extract.Extraction | str] = {}
+               .values_list("pk", "filename", "content_type", "stored__file"))
+    outcomes: dict[int, _Read] = {}
     left: list[int] = []
-    for pk, sha256, filename, content_type, stored_name in pending:
+    for pk, filename, content_type, stored_name in pending:
         try:
             payload = _stored_read(stored_name)
             if len(payload) > settings.DOCUMENT_MAX_BYTES:
                 raise extract.ExtractionError(
                     f"file too large: more than {settings.DOCUMENT_MAX_BYTES} bytes (the limit)"
                 )
-            outcomes[pk] = _extract_read(sha256=sha256, filename=filename, content_type=content_type,
-                                         payload=payload)
+            outcomes[pk] = _extract(filename=filename, content_type=content_type, payload=payload)
         except extract.ExtractionError as exc:
             outcomes[pk] = str(exc)
         except Exception:  # OSError and the unexpected: the one-by-one task retries or reports it
@@ -463,24 +474,14 @@ def documents_process(*, document_ids: Sequence[int]) -> list[int]:
         with transaction.atomic():
             locked = list(Document.unscoped.select_for_update(of=("self",)).select_related("tenant")
                           .filter(pk__in=list(outcomes), status=Status.PENDING).order_by("pk"))
-            prefetched, evidence = _match_prefetch(locked, outcomes)
-            activities: list[Activity] = []
-            for document in locked:
-                outcome = outcomes[document.pk]
-                if isinstance(outcome, str):
-                    document.status = Status.FAILED
-                    document.error = outcome[:2000]
-                    document.processed_at = timezone.now()
-                    logger.info("document %s failed: %s", document.pk, outcome)
-                else:
-                    _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id),
-                                   known=evidence.get(document.pk), activities=activities)
-            rows_insert(activities)
+            rows_insert(_outcomes_record([(document, outcomes[document.pk]) for document in locked]))
             _documents_write(locked)
+        for document in locked:
+            _outcome_log(document)
     return left
 
 
-# What _record_result and a failure may change on a document.
+# What _outcomes_record may change on a document.
 _OUTCOME_FIELDS = ("extracted_text", "kind", "status", "error", "processed_at", "candidates", "shipment",
                    "match_state", "matched_via", "matched_by", "matched_at")
 
@@ -491,24 +492,40 @@ def _documents_write(documents: Sequence[Document]) -> None:
     rows_update_unnest(objects=documents, field_names=_OUTCOME_FIELDS)
 
 
-def _match_prefetch(documents: list[Document], outcomes: dict[int, extract.Extraction | str]
-                    ) -> tuple[dict[int, matching.Prefetched], dict[int, matching.Evidence]]:
-    """matching.prefetch per tenant for the documents _record_result will try to match, and the
-    matching.evidence of each of them (by document id), for find_match to use again."""
-    wanted: dict[int, list[Document]] = {}
-    for document in documents:
-        if isinstance(outcomes[document.pk], extract.Extraction) and _will_match(document):
-            wanted.setdefault(document.tenant_id, []).append(document)
-    evidence = {
-        d.pk: matching.evidence(tenant=d.tenant, filename=d.filename,
-                                text=cast(extract.Extraction, outcomes[d.pk]).text, hints=d.hints or {})
-        for group in wanted.values() for d in group
-    }
-    prefetched = {
-        tenant_id: matching.prefetch_evidence(tenant=group[0].tenant, evidences=[evidence[d.pk] for d in group])
-        for tenant_id, group in wanted.items()
-    }
-    return prefetched, evidence
+def _outcomes_record(outcomes: Sequence[tuple[Document, _Read]]) -> list[Activity]:
+    """Set each pending document's outcome on its instance - failed with the reason, or read
+    (_record_result), matched through one matching.prefetch per tenant - and return the timeline
+    entries of the matches, for the caller to insert with the rows it writes (locked rows
+    updated, or new rows inserted finished)."""
+    evidences: list[matching.Evidence | None] = []
+    wanted: dict[int, tuple[Tenant, list[matching.Evidence]]] = {}
+    for document, outcome in outcomes:
+        known = None
+        if isinstance(outcome, extract.Extraction) and _will_match(document):
+            known = matching.evidence(tenant=document.tenant, filename=document.filename, text=outcome.text,
+                                      hints=document.hints or {})
+            wanted.setdefault(document.tenant_id, (document.tenant, []))[1].append(known)
+        evidences.append(known)
+    prefetched = {tenant_id: matching.prefetch_evidence(tenant=tenant, evidences=found)
+                  for tenant_id, (tenant, found) in wanted.items()}
+    activities: list[Activity] = []
+    for (document, outcome), known in zip(outcomes, evidences, strict=True):
+        if isinstance(outcome, str):
+            document.status = Status.FAILED
+            document.error = outcome[:2000]
+            document.processed_at = timezone.now()
+        else:
+            _record_result(document, outcome, prefetched=prefetched.get(document.tenant_id), known=known,
+                           activities=activities)
+    return activities
+
+
+def _outcome_log(document: Document) -> None:
+    if document.status == Status.FAILED:
+        logger.info("document %s of message %s failed: %s", document.pk, document.source_message_id, document.error)
+    else:
+        logger.info("document %s processed: kind %s, %s", document.pk, document.kind,
+                    f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
 
 
 def _will_match(document: Document) -> bool:
@@ -522,15 +539,16 @@ def _finish(*, document_id: int, result: extract.Extraction) -> Document | None:
         if document is None or document.status != Status.PENDING:
             return document
         _record_result(document, result)
+    _outcome_log(document)
     return document
 
 
 def _record_result(document: Document, result: extract.Extraction, *, prefetched: matching.Prefetched | None = None,
                    known: matching.Evidence | None = None, activities: list[Activity] | None = None) -> None:
-    """Write what was read of a locked, pending document, matching it when the evidence says so.
+    """Write what was read of a pending document, matching it when the evidence says so.
     `prefetched`: matching.prefetch() of a batch that includes it, `known` its matching.evidence();
     `activities`: the caller inserts the timeline entry of a match (appended there) and writes the
-    _OUTCOME_FIELDS (_documents_write); without it the document is saved here."""
+    _OUTCOME_FIELDS; without it the (locked) document is saved here."""
     document.extracted_text = result.text
     document.kind = _refined_kind(document.kind, result)
     document.status = Status.PROCESSED
@@ -547,8 +565,6 @@ def _record_result(document: Document, result: extract.Extraction, *, prefetched
             fields += ["shipment", "match_state", "matched_via", "matched_by", "matched_at"]
     if activities is None:
         document.save(update_fields=fields)
-    logger.info("document %s processed: kind %s, %s", document.pk, document.kind,
-                f"matched to shipment {document.shipment_id}" if document.shipment_id else "unmatched")
 
 
 def _refined_kind(kind: str, result: extract.Extraction) -> str:

@@ -53,3 +53,15 @@ def django_db_modify_db_settings(postgres_url: str) -> None:
 def _fast_password_hasher(settings: Any) -> None:
     """PBKDF2's deliberate slowness protects real passwords; in tests it only costs minutes."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_from_settings() -> Iterator[None]:
+    """`mailbox poll` sets task_always_eager on the Celery app for its process; run in a test, it
+    would stay for every later test, whatever their settings say (the intake reads documents ahead
+    and finishes them in the batch when it is set). The app's own value goes after each test."""
+    from tms.celery import app
+
+    yield
+    with contextlib.suppress(KeyError):  # not set on the app: it follows the settings already
+        del app.conf["task_always_eager"]

@@ -298,15 +298,144 @@ def test_the_read_ahead_is_for_messages_with_attachments_when_the_processor_runs
     plain = classifier.classify(mail("No files here"), shipment_prefix=acme.ref_prefix)
     raw = mail("Docs", attachments=[("BOL_SHP105999.pdf", "application/pdf", make_pdf("BILL OF LADING"))])
     with_file = classifier.classify(raw, shipment_prefix=acme.ref_prefix)
-    eager = app.conf.task_always_eager
-    try:
-        app.conf.task_always_eager = True
-        assert intake.prepare(mail("No files here"), plain) is None
-        ahead = intake.prepare(raw, with_file)
-        assert ahead is not None
-        [text] = ahead["texts"].values()
-        assert "BILL OF LADING" in text.text
-        app.conf.task_always_eager = False  # a Celery worker elsewhere reads the file: nothing ahead
-        assert intake.prepare(raw, with_file) is None
-    finally:
-        app.conf.task_always_eager = eager
+    # app.conf follows the settings (doc_settings: eager); set on app.conf, a value would stay.
+    assert app.conf.task_always_eager
+    assert intake.prepare(mail("No files here"), plain) is None
+    ahead = intake.prepare(raw, with_file)
+    assert ahead is not None
+    [text] = ahead["texts"].values()
+    assert "BILL OF LADING" in text.text
+    doc_settings.CELERY_TASK_ALWAYS_EAGER = False  # a Celery worker elsewhere reads the file: nothing ahead
+    assert intake.prepare(raw, with_file) is None
+
+
+def read_ahead(tenant: Tenant, ids: list[int]) -> Any:
+    """What the intake workers compute for these messages (mailboxes/prepare.py), computed here:
+    the classification and the handlers' companions, the documents' text included."""
+    from mailboxes.classification import tenant_rules
+    from mailboxes.intake import intake_preparers
+    from mailboxes.prepare import _prepare
+
+    raws = dict(InboundMessage.objects.for_tenant(tenant).filter(pk__in=ids).values_list("pk", "raw"))
+    ready = dict(_prepare([(pk, bytes(raw)) for pk, raw in raws.items()], tenant.ref_prefix, tenant_rules(tenant),
+                          intake_preparers()))
+    assert any(p.extras.get("documents.intake.prepare") for p in ready.values())
+    return ready.get
+
+
+def filed(tenant: Tenant) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every outcome column of the tenant's documents and their timeline entries, comparable
+    across tenants (message uids and shipment numbers, not ids)."""
+    rows = Document.objects.for_tenant(tenant).order_by("source_message__uid", "position").values_list(
+        "source_message__uid", "position", "filename", "kind", "status", "error", "extracted_text", "stored__sha256",
+        "hints", "candidates", "shipment__number", "match_state", "matched_via", "matched_by",
+        "processed_at", "matched_at")
+    documents = [(*row[:-2], row[-2] is not None, row[-1] is not None) for row in rows]
+    timeline = Activity.objects.for_tenant(tenant).filter(kind="document").order_by("shipment__number", "text")
+    return documents, list(timeline.values_list("shipment__number", "actor", "text"))
+
+
+UNREADABLE = mail("Docs for SHP-105999", attachments=[  # one message, encrypted once
+    ("POD_SHP105999.pdf", "application/pdf", broken_pdf()),
+    ("locked.pdf", "application/pdf", encrypted_pdf("BILL OF LADING SHP-105999")),
+    ("huge.csv", "text/csv", b"x" * (3 * 1024 * 1024)),
+])
+
+
+def store_files_batch(mailbox: Mailbox) -> list[int]:
+    """The corpus messages with attachments (some of them make the shipment their files belong
+    to) and the shipments the others' files name, then files that cannot be read and one too
+    large to keep, stored with the same uids for every tenant."""
+    from tests.documents.support import store
+
+    labels = corpus_labels()
+    names = sorted(name for name, row in labels.items() if row["attachments"])
+    for name in names:
+        for ref in labels[name]["shipment_refs"]:
+            shipment(mailbox.tenant, int(ref.split("-")[1]))
+    rows = [store(mailbox, corpus(name)) for name in names] + [store(mailbox, UNREADABLE)]
+    for uid, row in enumerate(rows, start=1):
+        row.uid = uid
+        row.save(update_fields=["uid"])
+    return [row.pk for row in rows]
+
+
+def test_a_batch_read_ahead_files_its_documents_as_the_processor_does(
+    inbox: Mailbox, acme: Tenant, globex: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    from mailboxes.intake import messages_process
+
+    ahead = store_files_batch(inbox)
+    processed = store_files_batch(make_mailbox(make_staff(globex, "dispatch@globex.test"), "dispatch@globex.test"))
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        messages_process(message_ids=ahead, prepared=read_ahead(acme, ahead))
+    assert queued == []  # finished in the batch: no processor queued
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        messages_process(message_ids=processed)  # nothing read ahead: pending, then the processor
+    assert len(queued) == 1
+
+    documents, timeline = filed(acme)
+    assert (documents, timeline) == filed(globex)
+    assert len(documents) > 10 and {row[4] for row in documents} == {"processed", "failed"}
+    assert len(timeline) > 5 and any(row[11] == "matched" for row in documents)
+
+
+def test_a_batch_that_fails_at_its_end_leaves_no_document_finished_twice(
+    inbox: Mailbox, acme: Tenant, globex: Tenant, django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from documents import services
+    from mailboxes.intake import messages_process
+
+    ahead = store_files_batch(inbox)
+    processed = store_files_batch(make_mailbox(make_staff(globex, "dispatch@globex.test"), "dispatch@globex.test"))
+    real, failed = services.rows_insert, list[int]()
+
+    def timeline_fails_once(objects: Any, **options: Any) -> Any:
+        if objects and isinstance(objects[0], Activity) and not failed:
+            failed.append(len(objects))  # the documents are inserted, finished, in the transaction
+            raise RuntimeError("the database went away")
+        return real(objects, **options)
+
+    monkeypatch.setattr(services, "rows_insert", timeline_fails_once)
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_process(message_ids=ahead, prepared=read_ahead(acme, ahead))  # then one message at a time
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_process(message_ids=processed)
+
+    assert failed and filed(acme) == filed(globex)
+    assert {m.status for m in InboundMessage.objects.for_tenant(acme)} == {InboundMessage.Status.PROCESSED}
+
+
+def test_a_document_finished_in_its_batch_matches_a_shipment_an_earlier_message_made(
+    inbox: Mailbox, acme: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    from mailboxes.intake import messages_process
+    from shipments.models import Shipment
+    from shipments.services import shipment_create, shipment_number_format
+    from tests.documents.support import store
+
+    shipment_create(tenant=acme)  # the counter exists: the batch numbers its new shipments itself
+    number = shipment_number_format(tenant=acme, sequence=2)
+    messages = [
+        # A file first: the documents' batch write is set up before the shipments' one.
+        mail("Rates", sender="rates@broker.test", attachments=[
+            ("fuel_table.pdf", "application/pdf", make_pdf("FUEL SURCHARGE TABLE"))]),
+        corpus("002.eml"),  # a pickup request: the batch makes the tenant's second shipment
+        # Its POD, naming it in the text alone: a ref in the message or in a file name would
+        # make the shipments handler insert the batch's shipments there and then.
+        mail("Paperwork", sender="driver@carrier.test", attachments=[
+            ("scan_0042.pdf", "application/pdf", make_pdf(f"PROOF OF DELIVERY\nShipment {number}", compress=True))]),
+    ]
+    ids = [store(inbox, raw).pk for raw in messages]
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        messages_process(message_ids=ids, prepared=read_ahead(acme, ids))
+
+    assert queued == []
+    made = Shipment.objects.for_tenant(acme).get(number=number)
+    assert made.source_message_id == ids[1]
+    pod = Document.objects.for_tenant(acme).get(source_message_id=ids[2])
+    assert (pod.status, pod.kind, pod.shipment, pod.match_state) == ("processed", "pod", made, "matched")
+    assert pod.matched_via == f"document text: {number}" and "PROOF OF DELIVERY" in pod.extracted_text
+    activity = Activity.objects.for_tenant(acme).get(shipment=made, kind=Activity.Kind.DOCUMENT)
+    assert activity.text == f"Proof of delivery: scan_0042.pdf (matched by document text: {number})"
