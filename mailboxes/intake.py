@@ -70,6 +70,8 @@ from tms.logging import log_context
 from .models import InboundMessage, Mailbox, OutboundMessage
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from imapclient import IMAPClient
 
     from tms.accounts.models import Tenant
@@ -611,13 +613,14 @@ def messages_post_process(
     A UID that is gone from the server is ignored by the server: also done. Returns how many
     messages the action was applied to (0 for "nothing").
     """
-    pending = InboundMessage.unscoped.filter(mailbox=mailbox, status__in=DONE, post_processed_at__isnull=True)
-    if message_ids is not None:
-        pending = pending.filter(pk__in=list(message_ids))
     now = timezone.now()
-    stale = pending.filter(~Q(folder=folder) | ~Q(uidvalidity=uidvalidity))
-    stale.update(post_processed_at=now)
-    rows = list(pending.filter(folder=folder, uidvalidity=uidvalidity).values_list("pk", "uid"))
+    if message_ids is None:
+        pending = InboundMessage.unscoped.filter(mailbox=mailbox, status__in=DONE, post_processed_at__isnull=True)
+        pending.filter(~Q(folder=folder) | ~Q(uidvalidity=uidvalidity)).update(post_processed_at=now)
+        rows = list(pending.filter(folder=folder, uidvalidity=uidvalidity).values_list("pk", "uid"))
+    else:
+        rows = _pending_by_pk(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, message_ids=message_ids,
+                              now=now)
     if not rows:
         return 0
     action = mailbox.post_processing
@@ -634,6 +637,31 @@ def messages_post_process(
         applied += len(chunk)
     logger.info("mailbox %s: %s applied to %s messages", mailbox.pk, action, applied)
     return applied
+
+
+def _pending_by_pk(*, mailbox: Mailbox, folder: str, uidvalidity: int, message_ids: Iterable[int],
+                   now: datetime) -> list[tuple[int, int]]:
+    """(pk, UID) of these messages that are waiting for the action in `folder`; those stored under
+    another folder or UIDVALIDITY are marked done here. The rows are read by primary key alone and
+    sorted out here: with the mailbox and status in the WHERE clause, PostgreSQL may walk the
+    (mailbox, status) index through every processed message of the mailbox, filtering each by the
+    id list, whenever its statistics are missing or stale (a new install's first import: 10 ms a
+    batch of 200 at 5,000 messages, growing with the mailbox). The stale UPDATE runs only when
+    there is a stale message, and keeps its own guard against a concurrent pass."""
+    rows: list[tuple[int, int]] = []
+    stale: list[int] = []
+    found = InboundMessage.unscoped.filter(pk__in=list(message_ids)).values_list(
+        "pk", "uid", "mailbox_id", "status", "post_processed_at", "folder", "uidvalidity")
+    for pk, uid, mailbox_id, status, post_processed_at, its_folder, its_uidvalidity in found:
+        if mailbox_id != mailbox.pk or status not in DONE or post_processed_at is not None:
+            continue
+        if its_folder == folder and its_uidvalidity == uidvalidity:
+            rows.append((pk, uid))
+        else:
+            stale.append(pk)
+    if stale:
+        InboundMessage.unscoped.filter(pk__in=stale, post_processed_at__isnull=True).update(post_processed_at=now)
+    return rows
 
 
 def _apply(client: IMAPClient, mailbox: Mailbox, *, action: str, uid_set: str, folder: str,

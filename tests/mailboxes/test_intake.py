@@ -19,6 +19,7 @@ from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
     append,
     folder_state,
     handler_log,
+    imap,
     make_reader,
     message,
     reading_settings,
@@ -252,3 +253,38 @@ def test_it_makes_handler_output_plain_json_data() -> None:
     assert out == {"a": [1, 2.5, True, None], "3": {"b": ["x"]}, "kind": "quote", "view": {"c": "odd"},
                    "list": [[], "s"]}
     assert type(out["kind"]) is Kind  # a str subclass is kept as it is, as json.dumps writes it
+
+
+def test_it_post_processes_only_the_given_messages_waiting_for_the_action_in_this_folder(
+    bob: Staff, dovecot: Any
+) -> None:
+    mailbox = make_reader(bob, dovecot)
+    other = make_reader(bob, dovecot)
+    for subject in ("waiting", "moved away", "failed", "already done"):
+        append(dovecot, mailbox.email_address, message(subject))
+    append(dovecot, other.email_address, message("another mailbox"))
+    assert mailbox_poll(mailbox_id=mailbox.pk).new == 4 and mailbox_poll(mailbox_id=other.pk).new == 1
+    rows = {m.subject: m for m in stored(mailbox)}
+    elsewhere = stored(other)[0]
+    done_at = rows["already done"].post_processed_at
+    uidvalidity = rows["waiting"].uidvalidity
+    InboundMessage.unscoped.filter(pk__in=[rows["waiting"].pk, rows["moved away"].pk, rows["failed"].pk,
+                                           elsewhere.pk]).update(post_processed_at=None)
+    InboundMessage.unscoped.filter(pk=rows["moved away"].pk).update(uidvalidity=uidvalidity - 1)
+    InboundMessage.unscoped.filter(pk=rows["failed"].pk).update(status=InboundMessage.Status.FAILED)
+    mailbox.post_processing = Mailbox.PostProcessing.MARK_READ
+
+    with imap(dovecot, mailbox.email_address) as client:
+        client.select_folder("INBOX")
+        applied = intake.messages_post_process(
+            client=client, mailbox=mailbox, folder="INBOX", uidvalidity=uidvalidity,
+            message_ids=[m.pk for m in rows.values()] + [elsewhere.pk])
+
+    assert applied == 1
+    seen = {v["subject"] for v in folder_state(dovecot, mailbox.email_address).values() if b"\\Seen" in v["flags"]}
+    assert seen == {"waiting"}
+    after = {m.subject: m.post_processed_at for m in stored(mailbox)}
+    assert after["waiting"] is not None and after["moved away"] is not None  # marked done, no UID here
+    assert after["failed"] is None and after["already done"] == done_at
+    elsewhere.refresh_from_db()
+    assert elsewhere.post_processed_at is None
