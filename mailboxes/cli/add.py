@@ -14,7 +14,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailboxes import services
 from mailboxes.models import Mailbox, Provider, Security
 from mailboxes.providers import ProviderError
 from tms.accounts.management.commands.tenant import validation_message
@@ -57,6 +56,8 @@ def _password(options: dict[str, Any]) -> str:
 
 
 def run(command: BaseCommand, options: dict[str, Any]) -> None:
+    from mailboxes import services  # here, not above: every action imports this module (mailbox.py), poll too
+
     staff = Staff.unscoped.select_related("tenant").filter(email__iexact=options["staff"].strip()).first()
     if staff is None:
         raise CommandError(f"no staff member with e-mail {options['staff']!r}")

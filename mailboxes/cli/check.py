@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailboxes import selectors, services
+from mailboxes import selectors
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -18,6 +18,8 @@ def add_arguments(parser: CommandParser) -> None:
 
 
 def run(command: BaseCommand, options: dict[str, Any]) -> None:
+    from mailboxes import services  # here, not above: every action imports this module (mailbox.py), poll too
+
     mailbox = selectors.mailbox_by_ref(options["id"])
     if mailbox is None:
         raise CommandError(f"no mailbox with id {options['id']}")

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from mailboxes import selectors, sending
+from mailboxes import selectors
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -46,6 +46,8 @@ def _body(options: dict[str, Any]) -> str:
 
 
 def run(command: BaseCommand, options: dict[str, Any]) -> None:
+    from mailboxes import sending  # here, not above: every action imports this module (mailbox.py), poll too
+
     mailbox = selectors.mailbox_by_ref(options["id"])
     if mailbox is None:
         raise CommandError(f"no mailbox with id {options['id']}")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from mailboxes.models import InboundMessage, Mailbox
@@ -91,6 +96,43 @@ def test_it_refuses_an_unknown_mailbox_id_before_polling_anything(bob: Staff, do
         poll(str(mailbox.pk), "999999")
 
     assert not InboundMessage.unscoped.filter(mailbox=mailbox).exists()
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _manage(*args: str) -> subprocess.CompletedProcess[str]:
+    """manage.py in a process of its own, on the test database (whose rows this test's
+    transaction keeps to itself: the child sees the tables, not what the test made)."""
+    db = connection.settings_dict
+    url = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tms.settings", PYTHONPATH=str(ROOT), DATABASE_URL=url)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_from_the_command_line_it_reports_and_exits_as_before() -> None:
+    done = _manage("mailbox", "poll", "999999", "--once")
+
+    assert done.returncode == 1
+    assert "CommandError: no mailbox with id 999999" in done.stderr
+
+
+def test_poll_starts_without_the_other_actions_services() -> None:
+    # Every action's module is imported to build the parser; what only `add`, `check` and `send`
+    # use (the connect services with OAuth and requests, the outbound service) is imported when
+    # they run: a `poll --once` starts ~0.1 s sooner.
+    code = (
+        "import sys, django; django.setup()\n"
+        "from django.core.management import load_command_class\n"
+        "load_command_class('mailboxes', 'mailbox').create_parser('manage.py', 'mailbox')\n"
+        "print(*sorted({'mailboxes.services', 'mailboxes.oauth', 'mailboxes.sending', 'requests'} & set(sys.modules)))\n"
+    )
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tms.settings", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+
+    assert done.stdout.strip() == ""
 
 
 def _google_mailbox(staff: Staff, dovecot: Any, oauth: Any, *, expired: bool = False) -> Mailbox:

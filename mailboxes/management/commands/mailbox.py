@@ -6,6 +6,7 @@ Each action lives in its own module, mailboxes/cli/<action>.py, exposing
 
 from __future__ import annotations
 
+import gc
 from importlib import import_module
 from typing import Any
 
@@ -40,6 +41,17 @@ class Command(BaseCommand):
             except ModuleNotFoundError:
                 continue
             module.add_arguments(sub.add_parser(action, help=text, description=text))
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """From manage.py (not call_command): the process exits when this returns."""
+        try:
+            super().run_from_argv(argv)
+        finally:
+            # Whatever is left is freed by the interpreter's exit, whose garbage collections would
+            # walk every object of Django and the apps first: frozen, they are left alone, and a
+            # `poll --once` ends ~0.15 s (CPU and wall) sooner. Objects are still released (and
+            # connections closed) as before.
+            gc.freeze()
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] not in UNCHECKED and not options.get("skip_checks"):
