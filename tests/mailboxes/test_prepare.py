@@ -4,6 +4,7 @@ outcome as in-process, and a worker that dies or hangs never loses or holds up a
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -249,6 +250,16 @@ def test_the_workers_hold_none_of_the_pollers_sockets(monkeypatch: pytest.Monkey
         answer = pool.get(1)
 
     assert answer is not None and answer.classification == 0
+
+
+def test_its_workers_start_when_it_is_made_with_what_they_inherit_frozen() -> None:
+    # Forked at once (not at the first submit), they warm up while the poller stores its first
+    # batch; their collector leaves the inherited objects alone, the poller's collects as before.
+    with PreparePool(processes=2, tenant=None) as pool:
+        assert pool.executor is not None
+        assert len(pool.executor._processes) == 2  # type: ignore[attr-defined]
+        assert gc.get_freeze_count() == 0
+        assert pool.executor.submit(gc.get_freeze_count).result(timeout=60) > 10_000
 
 
 def _for_pass_here(answers: Any) -> None:
