@@ -255,6 +255,37 @@ def test_it_files_a_reply_to_our_mail_on_its_shipment_without_a_ref(mailbox, acm
     assert [a.shipment for a in outcome.activities] == [shipment]
 
 
+def test_its_one_thread_lookup_finds_what_the_orms_two_queries_find(
+    mailbox, acme: Tenant, globex: Tenant, bob: Staff, charlie: Staff  # type: ignore[no-untyped-def]
+) -> None:
+    # Both halves of the UNION ALL, each scoped to the tenant: another tenant's mail of the same
+    # Message-IDs, our mail about something else than a shipment, ids without an angle bracket.
+    theirs_box = make_mailbox(charlie, "charlie@globex.test")
+    for tenant, staff, box in ((acme, bob, mailbox), (globex, charlie, theirs_box)):
+        first, second = make_shipment(tenant), make_shipment(tenant)
+        for message_id, related in (("<out-{}@tms.test>", first.related_key), ("out2-{}@tms.test", second.related_key),
+                                    ("<note-{}@tms.test>", "invoice:1")):  # (outbound Message-IDs are unique)
+            OutboundMessage.objects.for_tenant(tenant).create(
+                staff=staff, mailbox=box, from_address="x@tms.test", message_id=message_id.format(tenant.pk),
+                related=related, subject="s")
+        inbound = store_inbound(box, build_mail(sender="gus@sawmill.example", to="x@tms.test", subject="s",
+                                                body="b", message_id="<in@customer.example>"))
+        for shipment in (first, second):
+            services.activity_record_inbound(shipment=shipment, message=inbound, text="b")
+    variants = services._id_variants([f"<{name}-{tenant.pk}@tms.test>" for tenant in (acme, globex)
+                                      for name in ("out", "out2", "note")] + ["<in@customer.example>", "<none@x>"])
+    outbound: dict[str, set[str]] = {}
+    for message_id, related in OutboundMessage.objects.for_tenant(acme).filter(
+            message_id__in=variants, related__startswith="shipment:").values_list("message_id", "related"):
+        outbound.setdefault(message_id, set()).add(related.partition(":")[2])
+    filed: dict[str, set[int]] = {}
+    for message_id, shipment_id in Activity.objects.for_tenant(acme).filter(
+            inbound_message__message_id__in=variants).values_list("inbound_message__message_id", "shipment_id"):
+        filed.setdefault(message_id, set()).add(shipment_id)
+    assert len(outbound) == 2 and len(filed["<in@customer.example>"]) == 2
+    assert services._thread_links(tenant=acme, variants=variants) == (outbound, filed)
+
+
 def test_it_files_a_reply_by_the_subject_tag(mailbox, acme: Tenant) -> None:  # type: ignore[no-untyped-def]
     shipment = make_shipment(acme, sequence=123)
     raw = build_mail(sender="gus@sawmill.example", to="bob@acme.test", subject="RE: [SHP-000123] Your quote",
