@@ -220,11 +220,12 @@ class InboundMessage(TenantOwned):
             models.UniqueConstraint(
                 fields=["mailbox", "folder", "uidvalidity", "uid"], name="inbound_unique_uid"
             ),
-            models.UniqueConstraint(fields=["mailbox", "message_id"], name="inbound_unique_message_id"),
+            # Message-ID first: the same index also finds a thread's replies by Message-ID across
+            # the tenant's mailboxes (shipments' activity lookup joins on it), so no index of its
+            # own for message_id (migration 0006).
+            models.UniqueConstraint(fields=["message_id", "mailbox"], name="inbound_unique_message_id"),
         ]
-        # message_id alone: a thread's replies are found by Message-ID across the tenant's
-        # mailboxes (shipments' activity lookup joins on it).
-        indexes = [models.Index(fields=["mailbox", "status"]), models.Index(fields=["message_id"])]
+        indexes = [models.Index(fields=["mailbox", "status"])]
 
 
 class Route(models.TextChoices):
