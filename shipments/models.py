@@ -202,7 +202,9 @@ class Activity(TenantOwned):
         DOCUMENT = "document", "Document"
         STATUS_CHANGE = "status_change", "Status change"
 
-    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="activities")
+    # No index of its own: activity_timeline (shipment, created_at) and the unique constraints
+    # below start with it, and each index is written by every activity the intake inserts.
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="activities", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     actor = models.ForeignKey(
         "accounts.Staff", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -252,8 +254,10 @@ class FiledMessage(TenantOwned):
         "mailboxes.InboundMessage", on_delete=models.CASCADE, related_name="filing"
     )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="filed_messages")
+    # No index of its own: filed_by_customer (customer, -created_at) starts with it.
     customer = models.ForeignKey(
-        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="filed_messages"
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="filed_messages",
+        db_index=False,
     )
     category = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
