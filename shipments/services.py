@@ -1109,6 +1109,12 @@ def _sender_contact(*, tenant: Tenant, sender: tuple[str, str], cache: dict[str,
         validate_email(address.strip())
     except ValidationError:
         return None, False
+    # In an intake batch the tenant's counter is locked before its first new contact: every batch
+    # then takes its locks in one order (counter, contacts, the documents' stored files). Else two
+    # workers of one tenant deadlock - one inserts a new sender's contact and waits for the counter
+    # the other holds, which then inserts the same contact - and PostgreSQL finds it only after
+    # deadlock_timeout (1 s) and rolls a batch back to be run again.
+    _pending_for(tenant=tenant, cache=cache)
     contact = _contact_make(tenant=tenant, email=address.strip(), name=name, cache=cache)
     if contact is not None:
         cache[_CONTACTS][(tenant.pk, address.strip().lower())] = contact
@@ -1274,8 +1280,9 @@ class _Pending:
 
 
 def _pending_for(*, tenant: Tenant, cache: dict[str, Any]) -> _Pending | None:
-    """The batch's pending shipments of the tenant; None outside a batch of several messages (one
-    message alone keeps shipment_create's savepoint) or before the tenant has a counter row."""
+    """The batch's pending shipments of the tenant, its counter row locked (made first when the
+    tenant has none yet); None outside a batch of several messages (one message alone keeps
+    shipment_create's savepoint)."""
     from mailboxes.intake import BATCH_FLUSH, BATCH_MESSAGES
 
     if len(cache.get(BATCH_MESSAGES) or ()) < 2:
@@ -1284,15 +1291,13 @@ def _pending_for(*, tenant: Tenant, cache: dict[str, Any]) -> _Pending | None:
     found = pendings.get(tenant.pk)
     if found is not None:
         return found
-    with transaction.get_connection().cursor() as cursor:
-        # Locks the counter row until the transaction ends, as shipment_sequence_allocate does.
-        cursor.execute(
-            f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = last_value"  # noqa: S608 (no input)
-            " WHERE tenant_id = %s RETURNING last_value", [tenant.pk],
-        )
-        row = cursor.fetchone()
+    row = _counter_lock(tenant)
     if row is None:
-        return None
+        # The tenant's first shipments: its counter row, made here (a concurrent intake making it
+        # too waits for this one, then finds it) and then locked.
+        ShipmentCounter.objects.bulk_create([ShipmentCounter(tenant=tenant)], ignore_conflicts=True)
+        row = _counter_lock(tenant)
+        assert row is not None
     if not pendings:
         def flush() -> None:
             for pending in pendings.values():
@@ -1301,6 +1306,17 @@ def _pending_for(*, tenant: Tenant, cache: dict[str, Any]) -> _Pending | None:
         cache.setdefault(BATCH_FLUSH, []).append(flush)
     pendings[tenant.pk] = found = _Pending(tenant, int(row[0]))
     return found
+
+
+def _counter_lock(tenant: Tenant) -> tuple[Any, ...] | None:
+    """Lock the tenant's counter row until the transaction ends, as shipment_sequence_allocate
+    does; (last_value,), or None when the tenant has no counter row yet."""
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ShipmentCounter._meta.db_table} SET last_value = last_value"  # noqa: S608 (no input)
+            " WHERE tenant_id = %s RETURNING last_value", [tenant.pk],
+        )
+        return cast(tuple[Any, ...] | None, cursor.fetchone())
 
 
 def _pending_flush_if_named(*, tenant: Tenant, cache: dict[str, Any], ids: Iterable[str | None],

@@ -448,3 +448,69 @@ def test_a_conflict_of_the_batch_shipments_is_not_blamed_on_the_message_that_nam
         copy_a.pk, reply_b.pk}
     sequences = sorted(Shipment.unscoped.filter(tenant=tenant).values_list("sequence", flat=True))
     assert sequences == list(range(1, len(sequences) + 1))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("counter_exists", [True, False])
+def test_a_batch_locks_the_counter_before_it_inserts_a_new_contact(
+    counter_exists: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch takes its locks in one order - the tenant's counter, then contacts - so two
+    workers of one tenant never deadlock over a new sender (one inserts the contact and waits for
+    the counter, the other holds the counter and inserts the same contact). Paused just before its
+    first new contact, the batch already holds the counter row (made first when the tenant had
+    none)."""
+    from shipments import services
+    from shipments.models import ShipmentCounter
+
+    tenant = make_tenant("order", "Lock Order Freight")
+    if counter_exists:
+        shipment_create(tenant=tenant)
+    mailbox = make_mailbox(make_staff(tenant, "d@order.test"), "d@order.test")
+    raws = [build_mail(sender=f"New Sender {n} <new{n}@sender.example>", to="d@order.test",
+                       subject="Quote Dallas, TX 75201 to Atlanta, GA 30301",
+                       body="Please quote 2 pallets, 1200 lbs, dry van, pickup next Monday.") for n in range(2)]
+    ids = store_raw(mailbox, raws)
+    paused, resume = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    make = services._contact_make
+
+    def pausing_make(**kwargs: Any) -> Any:
+        if not paused.is_set():
+            paused.set()
+            resume.wait(60)
+        return make(**kwargs)
+
+    monkeypatch.setattr(services, "_contact_make", pausing_make)
+
+    def batch() -> None:
+        try:
+            messages_process(message_ids=ids)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            paused.set()
+            connection.close()
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    try:
+        assert paused.wait(60)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '100ms'")
+            table = ShipmentCounter._meta.db_table
+            if counter_exists:
+                cursor.execute(f"SELECT 1 FROM {table} WHERE tenant_id = %s FOR UPDATE", [tenant.pk])
+            else:  # the batch's row is not committed: making it too has to wait for the batch
+                cursor.execute(f"INSERT INTO {table} (tenant_id, last_value) VALUES (%s, 0)"
+                               " ON CONFLICT (tenant_id) DO NOTHING", [tenant.pk])
+            pytest.fail("the counter was free: the batch inserts contacts before it locks the counter")
+    except Exception as exc:  # the expected outcome: the counter is the batch's until it commits
+        if "lock timeout" not in str(exc):
+            raise
+    finally:
+        resume.set()
+        thread.join(60)
+    assert not errors
+    sequences = sorted(Shipment.objects.for_tenant(tenant).values_list("sequence", flat=True))
+    assert sequences == list(range(1, 2 + counter_exists + 1))  # both quotes numbered, no gap
