@@ -773,14 +773,23 @@ def _thread_rows(*, tenant: Tenant, variants: list[str]) -> list[tuple[Any, Any,
     if not variants:
         return []
     # Table names come from the models, never from input. `related` is never NULL in the first
-    # half (LIKE refuses NULL): NULL there says "the second half".
+    # half (LIKE refuses NULL): NULL there says "the second half". The second half walks from each
+    # Message-ID to its inbound messages, then to their activities, each step one lookup by its own
+    # index (LATERAL ... OFFSET 0: planned as such, never turned into a join). Planned as a join,
+    # PostgreSQL without statistics (a first import: autovacuum has not analysed the tables yet)
+    # read the tenant's every activity a batch (7.6 ms at 10,000 messages, growing with the
+    # tenant; this way 0.85 ms). The tenant is checked on every row; `+ 0` only keeps the planner
+    # from reaching the rows through the tenant's index, i.e. all of them.
     sql = (f"SELECT message_id, related, NULL::bigint FROM {OutboundMessage._meta.db_table}"  # noqa: S608
            " WHERE tenant_id = %s AND message_id = ANY(%s::varchar[]) AND related LIKE 'shipment:%%'"
-           f" UNION ALL SELECT m.message_id, NULL, a.shipment_id FROM {Activity._meta.db_table} a"
-           f" JOIN {InboundMessage._meta.db_table} m ON m.id = a.inbound_message_id"
-           " WHERE a.tenant_id = %s AND m.message_id = ANY(%s::varchar[])")
+           " UNION ALL SELECT v.message_id, NULL, a.shipment_id FROM unnest(%s::varchar[]) AS v(message_id)"
+           f" CROSS JOIN LATERAL (SELECT m.id FROM {InboundMessage._meta.db_table} m"
+           "  WHERE m.message_id = v.message_id AND m.tenant_id + 0 = %s OFFSET 0) m"
+           f" CROSS JOIN LATERAL (SELECT a.shipment_id FROM {Activity._meta.db_table} a"
+           "  WHERE a.inbound_message_id = m.id AND a.tenant_id + 0 = %s OFFSET 0) a")
+    distinct = sorted(set(variants))  # one walk a Message-ID: a repeated one would repeat its rows
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant.pk, variants, tenant.pk, variants])
+        cursor.execute(sql, [tenant.pk, variants, distinct, tenant.pk, tenant.pk])
         return [tuple(row) for row in cursor.fetchall()]
 
 
