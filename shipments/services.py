@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, router, transaction
-from django.db.models import F, Field, ForeignKey, Model, Q, Value
+from django.db import IntegrityError, transaction
+from django.db.models import F, Field, Q, Value
 from django.db.models.constants import OnConflict
 from django.db.models.functions import Greatest, Lower
 from django.utils import timezone
@@ -322,13 +322,11 @@ def _shipment_instance(
     extraction_confidence: Mapping[str, Any] | None,
 ) -> Shipment:
     """The unsaved, validated shipment (the caller has run _shipment_check)."""
-    shipment = _unsaved(
-        Shipment,
-        related={"tenant": tenant, "assigned_to": assigned_to, "customer": customer, "contact": contact,
-                 "source_message": source_message},
-        values={"sequence": sequence, "number": shipment_number_format(tenant=tenant, sequence=sequence),
-                "status": status, "extraction_confidence": dict(extraction_confidence or {}),
-                "source_message_key": _message_key(source_message), **values},
+    shipment = Shipment(
+        tenant=tenant, sequence=sequence, number=shipment_number_format(tenant=tenant, sequence=sequence),
+        status=status, assigned_to=assigned_to, customer=customer, contact=contact,
+        source_message=source_message, extraction_confidence=dict(extraction_confidence or {}),
+        source_message_key=_message_key(source_message), **values,
     )
     # Validated: what varies with the input. The related rows were checked (same tenant; saved ones
     # need no existence query per key); every other field holds the model's default, valid by
@@ -396,91 +394,11 @@ def _clean_rule(name: str) -> tuple[str, str, int, bool, frozenset[str], tuple[i
 def _first_activity(shipment: Shipment, *, source_message: InboundMessage | None, actor: Staff | None,
                     note: str) -> Activity:
     if source_message is not None:
-        return _unsaved(Activity, related={"tenant": shipment.tenant, "shipment": shipment,
-                                           "inbound_message": source_message},
-                        values={"kind": Activity.Kind.EMAIL_IN, "message_key": _message_key(source_message),
-                                "text": note or "Created from e-mail."})
-    return _unsaved(Activity, related={"tenant": shipment.tenant, "shipment": shipment, "actor": actor},
-                    values={"kind": Activity.Kind.NOTE, "text": note or "Created."})
-
-
-_M = TypeVar("_M", bound=Model)
-
-
-def _unsaved(model: type[_M], *, related: Mapping[str, Model | None], values: Mapping[str, Any]) -> _M:
-    """`model(**related, **values)`, an unsaved row, built the cheaper way Model.__init__ offers:
-    every column's value given positionally (an intake batch builds a shipment and its activity
-    for each new request: keywords cost ~20 us of the pair, a dict lookup, a default and a
-    descriptor each). `related` names relations by field name, `values` the other fields by
-    attname. What the related-object descriptor does for each keyword is done here: the key
-    column from the related row, its instance cached (None too), the reverse cache of a
-    one-to-one set on the related row, the database asked of the router - after post_init rather
-    than before it (no receiver listens to it for these models).
-    tests/shipments/test_services.py compares the result with the keyword-built instance."""
-    plan = _construction_plan(model)
-    args = list(plan.constants)
-    position = plan.positions
-    try:
-        for name, value in related.items():
-            _, _, target, at = plan.relations[name]
-            args[at] = None if value is None else getattr(value, target)
-        for attname, value in values.items():
-            args[position[attname]] = value
-    except KeyError as exc:
-        raise TypeError(f"{model.__name__}() got an unexpected keyword argument {exc}") from None
-    for attname, at, make in plan.makers:  # the callable defaults (uuid4, timezone.now) of fields not given
-        if attname not in values:
-            args[at] = make()
-    instance = model(*args)
-    state = instance._state
-    for name, value in related.items():  # ForwardManyToOneDescriptor.__set__, but for the key set above
-        relation, reverse, _, _ = plan.relations[name]
-        if value is not None:
-            if state.db is None:
-                state.db = router.db_for_write(model, instance=value)
-            if value._state.db is None:
-                value._state.db = router.db_for_write(type(value), instance=instance)
-            if not router.allow_relation(value, instance):
-                raise ValueError(f'Cannot assign "{value!r}": the current database router prevents this relation.')
-            if reverse is not None:
-                reverse.set_cached_value(value, instance)
-        relation.set_cached_value(instance, value)
-    return instance
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """_unsaved's reading of a model: its concrete fields' default values in order (a field whose
-    default is a callable: None there, and in `makers` with its position), the position of each
-    other field by attname, and for each relation by name: its field, the reverse side a
-    one-to-one caches (else None), the related row's column it copies and its position."""
-
-    constants: tuple[Any, ...]
-    makers: tuple[tuple[str, int, Any], ...]
-    positions: dict[str, int]
-    relations: dict[str, tuple[Any, Any, str, int]]
-
-
-@lru_cache(maxsize=8)
-def _construction_plan(model: type[Model]) -> _Plan:
-    constants: list[Any] = []
-    makers: list[tuple[str, int, Any]] = []
-    positions: dict[str, int] = {}
-    relations: dict[str, tuple[Any, Any, str, int]] = {}
-    for at, model_field in enumerate(model._meta.concrete_fields):
-        if (model_field.has_default() and callable(model_field.default)) or model_field.has_db_default():
-            constants.append(None)
-            makers.append((model_field.attname, at, model_field.get_default))
-        else:  # Field.get_default returns this very value every time
-            constants.append(model_field.get_default())
-        if model_field.is_relation:  # a foreign key or one-to-one
-            relation = cast("ForeignKey[Any, Any]", model_field)
-            remote = relation.remote_field
-            reverse = None if remote.multiple else remote
-            relations[relation.name] = (relation, reverse, relation.target_field.attname, at)
-        else:
-            positions[model_field.attname] = at
-    return _Plan(tuple(constants), tuple(makers), positions, relations)
+        return Activity(tenant=shipment.tenant, shipment=shipment, kind=Activity.Kind.EMAIL_IN,
+                        inbound_message=source_message, message_key=_message_key(source_message),
+                        text=note or "Created from e-mail.")
+    return Activity(tenant=shipment.tenant, shipment=shipment, kind=Activity.Kind.NOTE, actor=actor,
+                    text=note or "Created.")
 
 
 def _clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -158,46 +157,6 @@ def test_the_fields_a_new_shipment_leaves_at_their_defaults_are_valid(acme: Tena
     Shipment(tenant=acme, sequence=1, number="SHP-000001").full_clean(exclude=["tenant"], validate_unique=False)
     # And it skips the constraints, which full_clean would skip anyway with the tenant excluded.
     assert all("tenant" in getattr(c, "fields", ()) for c in Shipment._meta.constraints)
-
-
-def _built(instance: object) -> dict[str, Any]:
-    """What a new instance holds: its attributes, its database and adding flag, its related-object cache."""
-    state = instance._state  # type: ignore[attr-defined]
-    return {**{k: v for k, v in vars(instance).items() if k not in ("_state", "public_id")},
-            "db": state.db, "adding": state.adding, "cache": dict(state.fields_cache)}
-
-
-def test_a_new_shipment_and_its_activity_are_built_as_their_keywords_would_build_them(
-    mailbox, acme: Tenant, bob: Staff  # type: ignore[no-untyped-def]
-) -> None:
-    # services._unsaved builds them from positional values and sets what the related-object
-    # descriptors would have set (the key columns, the caches, the one-to-one's reverse cache).
-    contact = services.contact_create(tenant=acme, email="gus@sawmill.example")
-    related = {"tenant": acme, "assigned_to": bob, "customer": None, "contact": contact}
-    values = {"sequence": 7, "number": "SHP-000007", "status": "pickup_requested", "origin_city": "Dallas",
-              "pickup_date": dt.date(2026, 1, 2), "weight_lbs": 1200, "extraction_confidence": {"a": 0.5}}
-    message, twin = quote_message(mailbox), quote_message(mailbox)
-    twin.pk = message.pk
-    fast = services._unsaved(Shipment, related={**related, "source_message": message}, values=values)
-    orm = Shipment(**related, source_message=twin, **values)  # type: ignore[misc]
-    assert _built(fast) == {**_built(orm), "cache": {**_built(orm)["cache"], "source_message": message}}
-    assert isinstance(fast.public_id, type(orm.public_id)) and fast.public_id != orm.public_id
-    assert message.shipment is fast and twin.shipment is orm  # the reverse cache: no query
-    for kind, more in ((Activity.Kind.EMAIL_IN, {"inbound_message": message}), (Activity.Kind.NOTE, {"actor": bob})):
-        fast_activity = services._unsaved(Activity, related={"tenant": acme, "shipment": fast, **more},
-                                          values={"kind": kind, "text": "Created."})
-        orm_activity = Activity(tenant=acme, shipment=fast, kind=kind, text="Created.", **more)  # type: ignore[misc]
-        made, expected = _built(fast_activity), _built(orm_activity)
-        assert made.pop("created_at") <= expected.pop("created_at")  # timezone.now(), called first here
-        assert made == expected
-    fast.save()  # both saved as the ORM's, the activity given its shipment's new id
-    services._first_activity(fast, source_message=message, actor=None, note="").save()
-    activity = Activity.objects.for_tenant(acme).get()
-    assert (activity.shipment_id, activity.inbound_message_id, activity.text) == (fast.pk, message.pk,
-                                                                                    "Created from e-mail.")
-    for wrong in ({"values": {"tenant_id": acme.pk}}, {"values": {"contact": contact}}, {"related": {"number": "1"}}):
-        with pytest.raises(TypeError):
-            services._unsaved(Shipment, **{"related": {}, "values": {}, **wrong})  # type: ignore[arg-type]
 
 
 def test_it_files_a_message_once_however_often_it_is_filed(mailbox, acme: Tenant) -> None:  # type: ignore[no-untyped-def]
