@@ -313,6 +313,10 @@ class FolderReader:
         self.attempted: set[int] = set()  # one attempt per message per pass
         self.pool: PreparePool | None = None  # classifies new messages on the other cores (prepare.py)
         self.in_flight: dict[str, int] = {}  # Message-ID -> id of a message handed to the workers, not yet done
+        # Processed messages whose post-processing action waits to run with the next ones (see
+        # process_stored), and when the first of them started waiting (time.monotonic()).
+        self.unacted: list[int] = []
+        self.unacted_since = 0.0
 
     def run(self, info: dict[bytes, Any] | None = None) -> None:
         """One pass over the folder; `info` is the SELECT response when the caller sent it."""
@@ -370,6 +374,7 @@ class FolderReader:
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
             while ahead:
                 last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
+            self.act()
         finally:
             if self.pool is not None:
                 self.pool.close()
@@ -418,18 +423,32 @@ class FolderReader:
         locks.extend(self.lock, ttl=settings.MAILBOX_POLL_LOCK_TTL)
         return last_uid
 
-    def store_and_process(self, uids: list[int]) -> None:
-        self.process_stored(self.store(uids))
-
     def process_stored(self, new_ids: list[int]) -> None:
         self.process(new_ids)
-        # The intake transactions above have committed: now, and only now, touch the server.
-        self.result.post_processed += messages_post_process(
-            client=self.client, mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
-            message_ids=new_ids, archive=self.archive,
-        )
         if self.pool is not None:
             self.pool.forget(new_ids)
+        # The intake transactions above have committed: now, and only now, may the server be touched.
+        # The action runs for MAILBOX_ACTION_BATCH messages at a time (or those that waited
+        # MAILBOX_ACTION_DELAY seconds), not for each fetch batch: every MOVE or EXPUNGE costs the
+        # IMAP server work in proportion to the folders' size (Dovecot re-reads the folder and
+        # rewrites its index), so a big import into a big mailbox paid that a few hundred times.
+        # A pass that stops before acting leaves them to the next pass's repair.
+        if new_ids and not self.unacted:
+            self.unacted_since = time.monotonic()
+        self.unacted.extend(new_ids)
+        if (len(self.unacted) >= settings.MAILBOX_ACTION_BATCH
+                or time.monotonic() - self.unacted_since >= settings.MAILBOX_ACTION_DELAY):
+            self.act()
+
+    def act(self) -> None:
+        """Apply the post-processing action to the messages processed so far in this pass."""
+        if not self.unacted:
+            return
+        ids, self.unacted = self.unacted, []
+        self.result.post_processed += messages_post_process(
+            client=self.client, mailbox=self.mailbox, folder=self.folder, uidvalidity=self.uidvalidity,
+            message_ids=ids, archive=self.archive,
+        )
 
     def process(self, ids: list[int]) -> None:
         """The intake, MAILBOX_INTAKE_BATCH messages per transaction (intake.messages_process:

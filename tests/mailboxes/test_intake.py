@@ -17,6 +17,7 @@ from mailboxes.reading import mailbox_poll
 from tests.mailboxes.reading_support import (  # noqa: F401 - fixtures
     LOG,
     append,
+    calls_in_this_process,
     folder_state,
     handler_log,
     imap,
@@ -60,6 +61,28 @@ def test_it_applies_the_post_processing_action_on_the_server(
     else:
         assert all(b"\\Seen" not in inbox[s] for s in ours)
     assert mailbox_poll(mailbox_id=mailbox.pk).post_processed == 0
+
+
+@pytest.mark.parametrize(("delay", "expected"), [(3600, ["1:4", "5:7"]), (0, ["1:2", "3:4", "5:6", "7"])])
+def test_it_applies_the_action_to_several_fetch_batches_at_once(
+    bob: Staff, dovecot: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, delay: int, expected: list[str]
+) -> None:
+    # Each MOVE/EXPUNGE costs the server work in proportion to the folder: one per fetch batch
+    # made Dovecot 7x dearer on a 100,000-message import (bench/README.md).
+    settings.MAILBOX_FETCH_BATCH, settings.MAILBOX_INTAKE_PROCESSES = 2, 0
+    settings.MAILBOX_ACTION_BATCH, settings.MAILBOX_ACTION_DELAY = 4, delay
+    mailbox = make_reader(bob, dovecot, post_processing="archive")
+    uids = [append(dovecot, mailbox.email_address, message(f"quote {n}")) for n in range(7)]
+    assert uids == list(range(1, 8))
+    moves = calls_in_this_process(monkeypatch, intake, "_apply", lambda client, mailbox, **kw: kw["uid_set"])
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert result.error == "" and (result.new, result.post_processed) == (7, 7)
+    assert moves == expected
+    assert subjects(dovecot, mailbox.email_address) == []
+    assert len(subjects(dovecot, mailbox.email_address, "Archive")) == 7
+    assert all(m.post_processed_at is not None for m in stored(mailbox))
 
 
 def test_it_creates_the_archive_folder_when_it_is_missing(bob: Staff, dovecot: Any) -> None:

@@ -66,6 +66,7 @@ def test_it_repairs_a_crash_between_commit_and_post_processing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ingest_settings.MAILBOX_FETCH_BATCH = 25
+    ingest_settings.MAILBOX_ACTION_BATCH = 25    # the action after each batch: batch 1 archived, 2 not
     ingest_settings.MAILBOX_POLL_LOCK_TTL = 2
     box = make_reader(bob, dovecot, post_processing=Mailbox.PostProcessing.ARCHIVE)
     appended = append_many(dovecot, box.email_address, 0, 100)
