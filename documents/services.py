@@ -28,7 +28,7 @@ from classifier.attachments import kind_from_text
 from mailboxes.models import InboundMessage
 from shipments.models import Activity, Shipment
 from tms.accounts.models import Staff, Tenant
-from tms.db import rows_insert, rows_update_unnest
+from tms.db import by_each_key, rows_insert, rows_update_unnest
 
 from . import extract, matching
 from .models import Document, Kind, MatchState, Status, StoredFile, document_storage, stored_file_name
@@ -313,14 +313,29 @@ def _positions_recorded(*, message: InboundMessage, batch: dict[str, Any] | None
         if tenant.pk not in known:
             covered = {m.pk for m in batch[BATCH_MESSAGES] if m.tenant_id == tenant.pk}
             positions: dict[int, set[int]] = {}
-            rows = Document.objects.for_tenant(tenant).filter(source_message_id__in=covered)
-            for message_id, position in rows.values_list("source_message_id", "position"):
+            for message_id, position in _positions_of(tenant=tenant, message_ids=covered):
                 positions.setdefault(message_id, set()).add(position)
             known[tenant.pk] = (covered, positions)
         covered, positions = known[tenant.pk]
         if message.pk in covered:
             return positions.get(message.pk, set())
     return set(Document.objects.for_tenant(tenant).filter(source_message=message).values_list("position", flat=True))
+
+
+def _positions_of(*, tenant: Tenant, message_ids: set[int]) -> list[tuple[int, int]]:
+    """(message id, position) of the tenant's documents from these messages. On PostgreSQL one
+    index lookup a message (tms.db.by_each_key says why)."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return list(Document.objects.for_tenant(tenant).filter(source_message_id__in=message_ids)
+                    .values_list("source_message_id", "position"))
+    # `tenant_id + 0`: checked on each row, never a way in (the key is not unique here: PostgreSQL
+    # without statistics ANDed the tenant's every document into each lookup).
+    source = by_each_key(Document, ("bigint", "source_message_id = each_key.value AND tenant_id + 0 = %s"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT source_message_id, position FROM {source}",  # noqa: S608
+                       [sorted(message_ids), tenant.pk])
+        return cursor.fetchall()
 
 
 _QUEUED = "documents.queued"

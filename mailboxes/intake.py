@@ -64,7 +64,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from tms.db import model_rows, rows_update_unnest
+from tms.db import AnyOf, model_rows, rows_update_unnest
 from tms.logging import log_context
 
 from .models import InboundMessage, Mailbox, OutboundMessage
@@ -633,7 +633,7 @@ def messages_post_process(
         chunk = rows[start:start + ACTION_CHUNK]
         uid_set = uid_ranges(uid for _, uid in chunk)
         _apply(client, mailbox, action=action, uid_set=uid_set, folder=folder, archive=archive)
-        InboundMessage.unscoped.filter(pk__in=[pk for pk, _ in chunk]).update(post_processed_at=timezone.now())
+        InboundMessage.unscoped.filter(AnyOf("pk", [pk for pk, _ in chunk])).update(post_processed_at=timezone.now())
         applied += len(chunk)
     logger.info("mailbox %s: %s applied to %s messages", mailbox.pk, action, applied)
     return applied
@@ -650,7 +650,7 @@ def _pending_by_pk(*, mailbox: Mailbox, folder: str, uidvalidity: int, message_i
     there is a stale message, and keeps its own guard against a concurrent pass."""
     rows: list[tuple[int, int]] = []
     stale: list[int] = []
-    found = InboundMessage.unscoped.filter(pk__in=list(message_ids)).values_list(
+    found = InboundMessage.unscoped.filter(AnyOf("pk", message_ids)).values_list(
         "pk", "uid", "mailbox_id", "status", "post_processed_at", "folder", "uidvalidity")
     for pk, uid, mailbox_id, status, post_processed_at, its_folder, its_uidvalidity in found:
         if mailbox_id != mailbox.pk or status not in DONE or post_processed_at is not None:

@@ -153,8 +153,10 @@ class Shipment(TenantOwned):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "number"], name="shipment_number_unique"),
             models.UniqueConstraint(fields=["tenant", "sequence"], name="shipment_sequence_unique"),
+            # The Message-ID first: the intake finds a batch's shipments by it one key at a time,
+            # never through the tenant (tms.db.by_each_key).
             models.UniqueConstraint(
-                fields=["tenant", "source_message_key"], condition=~Q(source_message_key=""),
+                fields=["source_message_key", "tenant"], condition=~Q(source_message_key=""),
                 name="shipment_once_per_message_id",
             ),
         ]

@@ -28,7 +28,7 @@ from django.utils import timezone
 from mailboxes.intake import BatchFlushConflict, jsonable
 from mailboxes.models import InboundMessage, OutboundMessage
 from tms.accounts.models import Staff, Tenant
-from tms.db import AnyOf, columns_insert, model_rows, rows_insert
+from tms.db import AnyOf, by_each_key, columns_insert, model_rows, rows_insert
 
 from .domains import domain_normalise, domain_of, is_free_mail
 from .excerpt import message_excerpt
@@ -1069,9 +1069,14 @@ def _shipment_of_source(*, message: InboundMessage, cache: dict[str, Any]) -> Sh
         if covered:
             keys = [k for k in (_message_key(m) for m in batch) if k]
             if transaction.get_connection().vendor == "postgresql":  # the ORM's query, written once
-                rows = model_rows(Shipment, "tenant_id = %s AND (source_message_id = ANY(%s::bigint[])"
-                                  " OR source_message_key = ANY(%s::varchar[]))",
-                                  [tenant.pk, sorted(covered), keys], order_by="id")
+                # One lookup a message id and a Message-ID, each by its own index (by_each_key).
+                source = by_each_key(
+                    Shipment, ("bigint", "source_message_id = each_key.value AND tenant_id + 0 = %s"),
+                    ("varchar", "source_message_key = each_key.value AND source_message_key <> ''"
+                                " AND tenant_id + 0 = %s"),
+                )
+                rows = model_rows(Shipment, "TRUE", [sorted(covered), tenant.pk, keys, tenant.pk], order_by="id",
+                                  source=source)
             else:
                 rows = list(Shipment.objects.for_tenant(tenant).filter(
                     Q(AnyOf("source_message_id", sorted(covered))) | Q(AnyOf("source_message_key", keys))

@@ -16,7 +16,7 @@ from mailboxes.models import InboundMessage
 from shipments.models import Activity, Contact, Shipment
 from tests.factories import make_mailbox
 from tms.accounts.models import Staff, Tenant
-from tms.db import _column_rule, _column_values, _insert_fields, model_rows
+from tms.db import _column_rule, _column_values, _insert_fields, by_each_key, model_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +101,33 @@ def test_model_rows_gives_the_instances_the_orm_gives(acme: Tenant, globex: Tena
     theirs_m = InboundMessage.unscoped.select_for_update().filter(pk__in=[message.pk]).defer("raw")
     assert [loaded(m) for m in ours_m] == [loaded(m) for m in theirs_m]
     assert ours_m[0].get_deferred_fields() == {"raw"} and ours_m[0].result == {"a": [1]}
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+def test_by_each_key_finds_the_tenants_rows_one_key_at_a_time_by_the_keys_index(acme: Tenant, globex: Tenant) -> None:
+    from shipments.services import shipment_create
+
+    for n in range(60):
+        made = shipment_create(tenant=acme)
+        Shipment.objects.for_tenant(acme).filter(pk=made.pk).update(source_message_key=f"<m{n}@acme.test>" if n % 3 else "")
+    outsider = shipment_create(tenant=globex)  # another tenant's, with the same Message-ID
+    Shipment.objects.for_tenant(globex).filter(pk=outsider.pk).update(source_message_key="<m1@acme.test>")
+    keys = ["<m1@acme.test>", "<m2@acme.test>", "<m3@acme.test>", "<nowhere@acme.test>", ""]
+    source = by_each_key(
+        Shipment, ("varchar", "source_message_key = each_key.value AND source_message_key <> '' AND tenant_id + 0 = %s"))
+
+    ours = model_rows(Shipment, "TRUE", [keys, acme.pk], source=source, order_by="id")
+
+    theirs = Shipment.objects.for_tenant(acme).filter(source_message_key__in=keys[:4]).order_by("id")
+    assert [loaded(s) for s in ours] == [loaded(s) for s in theirs]
+    assert [s.source_message_key for s in ours] == ["<m1@acme.test>", "<m2@acme.test>"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT id FROM {source}", [keys, acme.pk])
+        plan = cursor.fetchone()[0]
+    nodes = _plan_nodes(plan[0]["Plan"])
+    # Whatever PostgreSQL's statistics say of the tenant: never all its rows read through its index.
+    assert {n["Index Name"] for n in nodes if "Index Name" in n} == {"shipment_once_per_message_id"}
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "shipments_shipment"]
