@@ -389,7 +389,7 @@ def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None 
         ready = _prepared_for(messages, prepared)
         batch: dict[str, Any] = {BATCH_MESSAGES: messages, BATCH_CLASSIFICATIONS: {
             pk: found.classification for pk, found in ready.items()}}
-        for message in messages:
+        for message in _in_intake_order(messages, ready):
             current[:] = [message.pk]
             with log_context(inbound=message.pk):
                 _run_intake(message, ours=ours, save=False, batch=batch, prepared=ready.get(message.pk))
@@ -397,6 +397,35 @@ def _process_batch(ids: list[int], current: list[int], prepared: Prepare | None 
         _batch_flush(batch)
         _outcomes_save(messages)
     return {message.pk: ProcessOutcome(message.status, message.category) for message in messages}
+
+
+_CREATING = frozenset({"quote", "pickup"})
+
+
+def _in_intake_order(messages: list[InboundMessage], ready: Mapping[int, Any]) -> list[InboundMessage]:
+    """The batch's messages in the order their intake runs: those that may make a shipment (quote,
+    pickup) after the others, each group in its own order. A batch's first new shipment locks the
+    tenant's counter until the batch commits, and the other intake worker's batch then waits for
+    it at its own first one: taken last, the lock is held for the batch's quotes and its flush,
+    not for all of it. Shipment numbers come out the same (only those messages take them, in
+    their order). In arrival order when a message's verdict is not known ahead or the batch holds
+    a reply to one of its own messages (a reply must find the shipment its quote makes)."""
+    if len(messages) < 2 or any(m.pk not in ready for m in messages):
+        return messages
+    own = {_bare_id(m.message_id) for m in messages if m.message_id}
+    creating: list[InboundMessage] = []
+    others: list[InboundMessage] = []
+    for message in messages:
+        verdict = ready[message.pk].classification
+        refs = [getattr(verdict, "in_reply_to", None), *(getattr(verdict, "references", None) or ())]
+        if any(ref and _bare_id(ref) in own for ref in refs):
+            return messages
+        (creating if str(getattr(verdict, "category", "")) in _CREATING else others).append(message)
+    return others + creating
+
+
+def _bare_id(value: str) -> str:
+    return value.strip().strip("<>").strip().lower()
 
 
 def _pending_locked(ids: Sequence[int], *, without_raw: bool) -> list[InboundMessage]:

@@ -311,3 +311,31 @@ def test_it_post_processes_only_the_given_messages_waiting_for_the_action_in_thi
     assert after["failed"] is None and after["already done"] == done_at
     elsewhere.refresh_from_db()
     assert elsewhere.post_processed_at is None
+
+
+def _batch(*specs: tuple[str, str, str | None]) -> tuple[list[Any], dict[int, Any]]:
+    from types import SimpleNamespace
+
+    messages = [SimpleNamespace(pk=pk, message_id=mid) for pk, (mid, _, _) in enumerate(specs, 1)]
+    ready = {pk: SimpleNamespace(classification=SimpleNamespace(category=category, in_reply_to=reply, references=()))
+             for pk, (_, category, reply) in enumerate(specs, 1)}
+    return messages, ready
+
+
+def test_a_batch_runs_the_messages_that_may_make_shipments_last() -> None:
+    # The first new shipment locks the tenant's counter until commit: the other worker waits.
+    messages, ready = _batch(("<a@x>", "quote", None), ("<b@x>", "operations", None), ("<c@x>", "pickup", None),
+                             ("<d@x>", "other", "<elsewhere@y>"), ("<e@x>", "quote", None))
+
+    ordered = intake._in_intake_order(messages, ready)  # type: ignore[arg-type]
+
+    assert [m.pk for m in ordered] == [2, 4, 1, 3, 5]
+
+
+def test_a_batch_keeps_arrival_order_with_a_reply_to_its_own_message_or_an_unknown_verdict() -> None:
+    messages, ready = _batch(("<a@x>", "operations", None), ("<Q@X>", "quote", None), ("<r@x>", "other", "<q@x>"))
+    assert [m.pk for m in intake._in_intake_order(messages, ready)] == [1, 2, 3]  # type: ignore[arg-type]
+
+    messages, ready = _batch(("<a@x>", "quote", None), ("<b@x>", "operations", None))
+    del ready[2]
+    assert [m.pk for m in intake._in_intake_order(messages, ready)] == [1, 2]  # type: ignore[arg-type]
