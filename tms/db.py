@@ -326,10 +326,10 @@ def by_each_key(model: type[models.Model], *conditions: tuple[str, str]) -> str:
     """A FROM source (PostgreSQL) that finds the model's rows one key at a time: for each
     (array type, condition), `unnest(%s::type[]) AS each_key(value)` and, for each value, the rows
     WHERE the condition holds - written by the caller over the table's columns and
-    `each_key.value`, never input, naming the tenant (see below) - as a LATERAL subquery (OFFSET 0: never
-    turned into a join); several of them with UNION ALL (a row found by two keys comes twice).
-    Named as the table, so model_rows' column list applies. Params: each array, then its
-    condition's own.
+    `each_key.value`, never input, naming the tenant (see below) - as a LATERAL subquery
+    (OFFSET 0: never turned into a join); several of them with UNION ALL (a row found by two keys
+    comes twice). Named as the table, so model_rows' column list applies. Params: each array,
+    then its condition's own.
 
     Why: `tenant_id = %s AND key = ANY(%s)` is planned from statistics, and a tenant that has none
     yet (a first import, before autovacuum's first ANALYZE; a new tenant in a big table) looks like
@@ -338,7 +338,7 @@ def by_each_key(model: type[models.Model], *conditions: tuple[str, str]) -> str:
     Even one key at a time, a tenant the statistics have never seen looks like ONE row, as cheap
     as the key's own: check the tenant on each row without offering its index (`tenant_id + 0 =
     %s`), and give the key an index that starts with it."""
-    table = connections[transaction.get_connection().alias].ops.quote_name(model._meta.db_table)
+    table = transaction.get_connection().ops.quote_name(model._meta.db_table)
     parts = [f"SELECT {table}.* FROM unnest(%s::{array_type}[]) AS each_key(value)"  # noqa: S608
              f" CROSS JOIN LATERAL (SELECT * FROM {table} WHERE {condition} OFFSET 0) AS {table}"
              for array_type, condition in conditions]
