@@ -16,7 +16,9 @@ and the IDLE watcher all run:
    unique constraints as the final judge;
 5. run the intake on the new messages (intake.messages_process: one transaction per
    MAILBOX_INTAKE_BATCH messages, a failing message alone in its own), then, after those
-   commits, the mailbox's post-processing action on their UIDs in ranges;
+   commits, the mailbox's post-processing action on their UIDs in ranges, MAILBOX_ACTION_BATCH
+   messages at a time (or those that waited MAILBOX_ACTION_DELAY seconds) and the rest at the
+   end of the pass;
 6. repair: messages left RECEIVED/FAILED are retried, and processed ones whose action never ran
    (a crash between commit and action) get it now;
 7. record the outcome on the mailbox row: last_read_at, next_poll_at, or the error with backoff;
