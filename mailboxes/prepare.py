@@ -242,6 +242,7 @@ class PreparePool:
         from .intake import intake_preparers
 
         self.preparers = intake_preparers()  # resolved here, before the fork: the workers inherit them
+        self.processes = processes
         self.prefix: str | None = tenant.ref_prefix if tenant is not None else None
         self.rules = tenant_rules(tenant) if tenant is not None else None
         self.intake = intake

@@ -315,6 +315,7 @@ class FolderReader:
         self.attempted: set[int] = set()  # one attempt per message per pass
         self.pool: PreparePool | None = None  # classifies new messages on the other cores (prepare.py)
         self.in_flight: dict[str, int] = {}  # Message-ID -> id of a message handed to the workers, not yet done
+        self.split_intake = False  # this fetch batch goes to the workers in one intake batch per worker (read)
         # Processed messages whose post-processing action waits to run with the next ones (see
         # process_stored), and when the first of them started waiting (time.monotonic()).
         self.unacted: list[int] = []
@@ -370,7 +371,12 @@ class FolderReader:
             # they classify while this process writes the intake of the batches before (and, at
             # the start, while they load the classifier's data, this process stores).
             ahead: list[tuple[list[int], list[int]]] = []
-            for batch in _chunks(uids, settings.MAILBOX_FETCH_BATCH):
+            batches = list(_chunks(uids, settings.MAILBOX_FETCH_BATCH))
+            for index, batch in enumerate(batches):
+                # The first and the last fetch batch go to the workers in one intake batch per
+                # worker: they all start on the first fetch instead of one waiting for the next,
+                # and finish together instead of one working through the last batch alone.
+                self.split_intake = index in (0, len(batches) - 1)
                 ahead.append((batch, self.store(batch)))
                 if len(ahead) > (AHEAD if self.pool is not None else 0):
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
@@ -572,8 +578,11 @@ class FolderReader:
             if self.pool.intake:
                 by_uid = {row.uid: row for row in rows}
                 stored_rows = {pk: by_uid[uid] for pk, uid, _ in inserted}
-                for start in range(0, len(items), settings.MAILBOX_INTAKE_BATCH):
-                    self._submit_intake(items[start:start + settings.MAILBOX_INTAKE_BATCH], stored_rows)
+                size = settings.MAILBOX_INTAKE_BATCH
+                if self.split_intake:
+                    size = max(1, min(size, -(-len(items) // self.pool.processes)))
+                for start in range(0, len(items), size):
+                    self._submit_intake(items[start:start + size], stored_rows)
             else:
                 self.pool.submit(items)
         return new_ids

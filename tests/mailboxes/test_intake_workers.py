@@ -104,6 +104,23 @@ def test_the_workers_run_the_intake_with_the_same_outcome_as_the_polling_process
     assert len(numbers) == len(sources) > 1 and (numbers, sources, activities) == made(alone)
 
 
+def test_the_first_and_the_last_fetch_batch_go_to_every_worker(
+    dovecot: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, parent_intakes: list[int]
+) -> None:
+    # One intake batch a fetch batch, except the first and the last: split in one per worker, so
+    # that both start on the first fetch and finish together (the old code handed over 6, 6, 4).
+    settings.MAILBOX_INTAKE_BATCH = 6
+    handed = calls_in_this_process(monkeypatch, PreparePool, "submit_intake", lambda pool, items: len(items))
+    mailbox = corpus_mailbox(staff_of("split"), dovecot)
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.error, result.new, result.failed, result.post_processed) == ("", COUNT, 0, COUNT)
+    assert handed == [3, 3, 6, 2, 2]
+    assert parent_intakes == []  # every batch ran in a worker
+    assert all(attempts == 1 and done for *_, attempts, done in outcomes(mailbox))
+
+
 # Faults in place of prepare._intake (same arguments): the worker dies or fails before its batch
 # commits, or dies after committing it, before the polling process hears of it.
 def _dies_before(items: Any, *args: Any) -> Any:
