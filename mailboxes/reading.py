@@ -69,6 +69,7 @@ from .providers import AuthorizationError, ProviderError
 from .sessions import kept_drop, kept_imap_session
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
     from imapclient import IMAPClient
 
 logger = logging.getLogger(__name__)
@@ -485,13 +486,8 @@ class FolderReader:
         # would only make PostgreSQL sort. The batch's UIDs and Message-IDs as one array parameter
         # each (AnyOf), not an IN list of 200 placeholders that Django resolves and psycopg parses
         # value by value, every batch.
-        # The UIDs' range too: it bounds the index scan whatever the planner thinks of the mailbox
-        # (without statistics, PostgreSQL read the mailbox's every UID and filtered them by the list).
-        base = InboundMessage.unscoped.filter(mailbox=self.mailbox)
         stored_uids = set(
-            base.filter(AnyOf("uid", metas.keys()), uid__gte=min(metas), uid__lte=max(metas), folder=self.folder,
-                        uidvalidity=self.uidvalidity)
-            .order_by().values_list("uid", flat=True)
+            stored_uids_query(self.mailbox, self.folder, self.uidvalidity, list(metas))
         ) if metas else set()
         message_ids = [m.message_id for m in metas.values() if m.message_id]
         known = {
@@ -902,6 +898,16 @@ def thread_refs(headers: str) -> set[str]:
 
 def _synthesised(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()}@synthesised>"
+
+
+def stored_uids_query(mailbox: Mailbox, folder: str, uidvalidity: int, uids: list[int]) -> QuerySet[Any, int]:
+    """Which of these UIDs of the folder are stored already (uids not empty), by inbound_unique_uid,
+    bounded by the UIDs' range. No other index starts with the mailbox: a mailbox the statistics have
+    not seen looks like one row, and PostgreSQL took such an index and read all the mailbox's rows,
+    each batch (models.InboundMessage, migration 0007)."""
+    return (InboundMessage.unscoped.filter(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity)
+            .filter(AnyOf("uid", uids), uid__gte=min(uids), uid__lte=max(uids))
+            .order_by().values_list("uid", flat=True))
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
