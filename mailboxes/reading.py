@@ -409,8 +409,7 @@ class FolderReader:
     def repair(self) -> None:
         """Retry messages left RECEIVED/FAILED, then apply the action to processed messages that
         missed it (the pass before crashed between commit and action)."""
-        unfinished = Q(status__in=PENDING) | Q(status__in=DONE, post_processed_at__isnull=True)
-        if not InboundMessage.unscoped.filter(unfinished, mailbox=self.mailbox).exists():
+        if not unfinished_query(self.mailbox).exists():
             return  # one query instead of three when there is nothing to repair (the usual case)
         leftovers = list(
             InboundMessage.unscoped.filter(mailbox=self.mailbox, status__in=PENDING)
@@ -898,6 +897,15 @@ def thread_refs(headers: str) -> set[str]:
 
 def _synthesised(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()}@synthesised>"
+
+
+def unfinished_query(mailbox: Mailbox) -> QuerySet[InboundMessage]:
+    """The mailbox's messages a pass must finish: intake pending (RECEIVED, FAILED) or processed
+    and waiting for the post-processing action. Read by the status index and the partial index of
+    those waiting for the action, never through the mailbox's processed messages (a busy mailbox
+    has millions; models.InboundMessage)."""
+    return InboundMessage.unscoped.filter(
+        Q(status__in=PENDING) | Q(status__in=DONE, post_processed_at__isnull=True), mailbox=mailbox)
 
 
 def stored_uids_query(mailbox: Mailbox, folder: str, uidvalidity: int, uids: list[int]) -> QuerySet[Any, int]:

@@ -148,7 +148,8 @@ def test_a_new_mailboxs_uid_lookup_has_one_index_that_starts_with_the_mailbox(ac
         cursor.execute(
             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_attribute a "
             "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-            "WHERE i.indrelid = 'mailboxes_inboundmessage'::regclass AND a.attname = 'mailbox_id'")
+            "WHERE i.indrelid = 'mailboxes_inboundmessage'::regclass AND a.attname = 'mailbox_id' "
+            "AND i.indpred IS NULL")  # a partial index serves only queries that imply its condition
         assert [name for (name,) in cursor.fetchall()] == ["inbound_unique_uid"]
 
     mailbox = make_mailbox(alice, "new@acme.test")
@@ -164,3 +165,32 @@ def test_a_new_mailboxs_uid_lookup_has_one_index_that_starts_with_the_mailbox(ac
         plan = json.loads(stored_uids_query(mailbox, "INBOX", 8, uids).explain(format="json"))
     nodes = _plan_nodes(plan[0]["Plan"])
     assert {n["Index Name"] for n in nodes if "Index Name" in n} == {"inbound_unique_uid"}
+
+
+def test_a_pass_asks_for_the_unfinished_messages_without_reading_the_processed_ones(acme: Tenant, alice: Staff) -> None:
+    # By the status index, "processed and not yet post-processed" read every processed message of
+    # the mailbox, each pass that found new mail (mailboxes/0008): only the unfinished ones now.
+    from mailboxes.reading import unfinished_query
+
+    mailbox, other = make_mailbox(alice, "busy@acme.test"), make_mailbox(alice, "other@acme.test")
+    done = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def message(box: Any, uid: int, status: str, post_processed_at: dt.datetime | None) -> InboundMessage:
+        return InboundMessage(tenant=acme, mailbox=box, folder="INBOX", uidvalidity=7, uid=uid, size=10,
+                              message_id=f"<{box.pk}.{uid}@acme.test>", status=status, post_processed_at=post_processed_at)
+
+    InboundMessage.unscoped.bulk_create(
+        [message(mailbox, uid, "processed" if uid % 2 else "ignored", done) for uid in range(1, 3001)]
+        + [message(mailbox, 3001, "processed", None), message(mailbox, 3002, "received", None),
+           message(mailbox, 3003, "quarantined", None), message(other, 1, "processed", None)], batch_size=1000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE mailboxes_inboundmessage")
+
+    assert sorted(unfinished_query(mailbox).values_list("uid", flat=True)) == [3001, 3002]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = json.loads(unfinished_query(mailbox).explain(format="json", analyze=True))
+    nodes = _plan_nodes(plan[0]["Plan"])
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes if "Index Name" in n)
+    assert {n["Index Name"] for n in nodes if "Index Name" in n} >= {"inbound_awaiting_action"}
+    assert read <= 3  # the unfinished ones, not the 3,000 processed
