@@ -316,7 +316,6 @@ class FolderReader:
         self.attempted: set[int] = set()  # one attempt per message per pass
         self.pool: PreparePool | None = None  # classifies new messages on the other cores (prepare.py)
         self.in_flight: dict[str, int] = {}  # Message-ID -> id of a message handed to the workers, not yet done
-        self.split_intake = False  # this fetch batch goes to the workers in one intake batch per worker (read)
         # Processed messages whose post-processing action waits to run with the next ones (see
         # process_stored), and when the first of them started waiting (time.monotonic()).
         self.unacted: list[int] = []
@@ -377,8 +376,7 @@ class FolderReader:
                 # The first and the last fetch batch go to the workers in one intake batch per
                 # worker: they all start on the first fetch instead of one waiting for the next,
                 # and finish together instead of one working through the last batch alone.
-                self.split_intake = index in (0, len(batches) - 1)
-                ahead.append((batch, self.store(batch)))
+                ahead.append((batch, self.store(batch, split=index in (0, len(batches) - 1))))
                 if len(ahead) > (AHEAD if self.pool is not None else 0):
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
             while ahead:
@@ -476,8 +474,9 @@ class FolderReader:
             for outcome in messages_process(message_ids=chunk, prepared=prepared).values():
                 self.result.count(outcome)
 
-    def store(self, uids: list[int]) -> list[int]:
-        """Store the batch's messages that are not stored yet; returns the new rows' ids (RECEIVED)."""
+    def store(self, uids: list[int], *, split: bool = False) -> list[int]:
+        """Store the batch's messages that are not stored yet; returns the new rows' ids (RECEIVED).
+        `split`: hand them to the workers in one intake batch per worker (read)."""
         heads = uid_fetch(self.client, uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
         self.result.fetched += len(heads)
         metas = {uid: _Meta.from_fetch(uid, data) for uid, data in heads.items()}
@@ -523,7 +522,7 @@ class FolderReader:
             present = [m for m in group if m.uid in bodies and bodies[m.uid].get(b"BODY[]") is not None]
             rows = [self._row(m, bytes(bodies[m.uid][b"BODY[]"])) for m in present]
             del bodies
-            new_ids += self._insert(rows)
+            new_ids += self._insert(rows, split=split)
         return new_ids
 
     def _known(self, message_ids: list[str]) -> list[tuple[str, int, str, int]]:
@@ -552,7 +551,7 @@ class FolderReader:
             error="over the size limit: headers only" if raw is None else "",
         )
 
-    def _insert(self, rows: list[_NewRow]) -> list[int]:
+    def _insert(self, rows: list[_NewRow], *, split: bool = False) -> list[int]:
         """INSERT ... ON CONFLICT DO NOTHING: the unique constraints decide what is new."""
         if not rows:
             return []
@@ -574,7 +573,7 @@ class FolderReader:
                 by_uid = {row.uid: row for row in rows}
                 stored_rows = {pk: by_uid[uid] for pk, uid, _ in inserted}
                 size = settings.MAILBOX_INTAKE_BATCH
-                if self.split_intake:
+                if split:
                     size = max(1, min(size, -(-len(items) // self.pool.processes)))
                 for start in range(0, len(items), size):
                     self._submit_intake(items[start:start + size], stored_rows)
