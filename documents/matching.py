@@ -16,19 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Upper
 
 import classifier
 from classifier.attachments import name_words
 from shipments.models import Shipment
-from shipments.selectors import shipments_by_number
 from shipments.services import shipment_numbers_for_refs
 from tms.accounts.models import Tenant
-from tms.db import AnyOf, by_each_key, model_rows
+from tms.db import AnyOf
 
 # Identifier-like words: letters/digits with inner hyphens ("RT-33817", "88123-01", "7734120").
 _TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
@@ -68,41 +66,29 @@ def number_tokens(*texts: str) -> set[str]:
 def shipments_for_refs(*, tenant: Tenant, refs: Iterable[str]) -> list[Shipment]:
     """The tenant's shipments named by refs as the classifier writes them ("SHP-104233")."""
     numbers = list(dict.fromkeys(shipment_numbers_for_refs(tenant=tenant, refs=refs).values()))
-    found = _shipments_numbered(tenant, set(numbers))
+    if not numbers:
+        return []
+    found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)}
     return [found[n] for n in numbers if n in found]
 
 
 _NUMBERED_LIMIT = 50
 
 
-def _numbered(tenant: Tenant, tokens: set[str], numbers: set[str], limit: int) -> list[Shipment]:
-    """The first `limit` of the shipments with a BOL, PO or PRO number among `tokens` or a shipment
-    number among `numbers`, newest first, each once, with those BOL, PO and PRO numbers upper-cased
-    (`bol`, `po`, `pro`)."""
-    if connection.vendor != "postgresql":
-        # Each list as one array parameter (tms.db.AnyOf): a batch's tokens number in the hundreds.
-        ordered = sorted(tokens)
-        named = Q(AnyOf(Upper("bol_number"), ordered)) | Q(AnyOf(Upper("po_number"), ordered)) | Q(
-            AnyOf(Upper("pro_number"), ordered))
-        if numbers:
-            named |= Q(AnyOf("number", sorted(numbers)))
-        return cast(list[Shipment], list(
-            Shipment.objects.for_tenant(tenant)
-            .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))
-            .filter(named).order_by("-created_at", "-id")[:limit]))
-    # One lookup a key, each by the index that starts with it (shipments/0005; tms.db.by_each_key
-    # says why), the tenant checked on each row found; a row found by two keys is kept once.
-    table = connection.ops.quote_name(Shipment._meta.db_table)
-    keys = [(column, sorted(tokens)) for column in ("upper(bol_number)", "upper(po_number)", "upper(pro_number)")]
+def _numbered_query(tenant: Tenant, tokens: set[str], numbers: set[str] | None = None) -> Any:
+    """The shipments with a BOL, PO or PRO number among `tokens` (or a shipment number among
+    `numbers`), newest first."""
+    # Each list as one array parameter (tms.db.AnyOf): a batch's tokens number in the hundreds.
+    ordered = sorted(tokens)
+    named = Q(AnyOf(Upper("bol_number"), ordered)) | Q(AnyOf(Upper("po_number"), ordered)) | Q(
+        AnyOf(Upper("pro_number"), ordered))
     if numbers:
-        keys.append(("number", sorted(numbers)))
-    found = by_each_key(Shipment, *(("varchar", f"{column} = each_key.value AND tenant_id + 0 = %s")
-                                    for column, _ in keys))
-    return model_rows(
-        Shipment, "TRUE", [value for _, values in keys for value in (values, tenant.pk)], limit=limit,
-        source=f"(SELECT DISTINCT ON (id) * FROM {found} ORDER BY id) AS {table}",  # noqa: S608
-        order_by=f"{table}.created_at DESC, {table}.id DESC",
-        annotations=[(name, f"upper({table}.{name}_number)") for name in ("bol", "po", "pro")],
+        named |= Q(AnyOf("number", sorted(numbers)))
+    return (
+        Shipment.objects.for_tenant(tenant)
+        .annotate(bol=Upper("bol_number"), po=Upper("po_number"), pro=Upper("pro_number"))
+        .filter(named)
+        .order_by("-created_at", "-id")
     )
 
 
@@ -116,7 +102,7 @@ def shipments_for_numbers(*, tenant: Tenant, tokens: set[str], prefetched: Prefe
         rows = [s for s in prefetched.numbered
                 if {s.bol, s.po, s.pro} & tokens][:_NUMBERED_LIMIT]  # type: ignore[attr-defined]
     else:
-        rows = _numbered(tenant, tokens, set(), _NUMBERED_LIMIT)
+        rows = cast(list[Shipment], list(_numbered_query(tenant, tokens)[:_NUMBERED_LIMIT]))
     out: list[tuple[Shipment, str]] = []
     for shipment in rows:
         for label, value in (("BOL", shipment.bol), ("PO", shipment.po), ("PRO", shipment.pro)):  # type: ignore[attr-defined]
@@ -131,8 +117,10 @@ def hinted_shipments(*, tenant: Tenant, hints: dict[str, object]) -> list[Shipme
     refs = [str(r) for r in _as_list(hints.get("refs"))]
     numbers = [str(n) for n in _as_list(hints.get("shipments"))]
     shipments = shipments_for_refs(tenant=tenant, refs=refs)
-    known = {s.pk for s in shipments}
-    return shipments + [s for s in shipments_by_number(tenant=tenant, numbers=numbers) if s.pk not in known]
+    if numbers:
+        known = {s.pk for s in shipments}
+        shipments += [s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers) if s.pk not in known]
+    return shipments
 
 
 def _as_list(value: object) -> list[object]:
@@ -144,7 +132,10 @@ def _by_number(*, tenant: Tenant, groups: list[list[str]], prefetched: Prefetche
     """Each group of shipment numbers as the tenant's shipments (unknown numbers dropped, first
     mention first), all groups in one query (or none: prefetched for the batch)."""
     wanted = {number for group in groups for number in group}
-    found = prefetched.by_number if prefetched is not None else _shipments_numbered(tenant, wanted)
+    if prefetched is not None:
+        found = prefetched.by_number
+    else:
+        found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)} if wanted else {}
     return [[found[n] for n in dict.fromkeys(group) if n in found] for group in groups]
 
 
@@ -197,7 +188,7 @@ def prefetch_evidence(*, tenant: Tenant, evidences: Iterable[Evidence]) -> Prefe
     # document), so the query stops len(numbers) rows later: when it stops there, more than that
     # many rows were named by a token, and the rows named by number are asked for on their own.
     limit = _PREFETCH_MAX_ROWS + 1 + len(numbers)
-    rows = _numbered(tenant, tokens, numbers, limit)
+    rows = cast(list[Shipment], list(_numbered_query(tenant, tokens, numbers)[:limit]))
     numbered = [s for s in rows if {s.bol, s.po, s.pro} & tokens]  # type: ignore[attr-defined]
     if len(rows) < limit:
         by_number = {s.number: s for s in rows if s.number in numbers}
@@ -207,7 +198,7 @@ def prefetch_evidence(*, tenant: Tenant, evidences: Iterable[Evidence]) -> Prefe
 
 
 def _shipments_numbered(tenant: Tenant, numbers: set[str]) -> dict[str, Shipment]:
-    return {s.number: s for s in shipments_by_number(tenant=tenant, numbers=numbers)}
+    return {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=numbers)} if numbers else {}
 
 
 def _numbers(tenant: Tenant, refs: Iterable[str]) -> list[str]:

@@ -5,17 +5,14 @@ of messages are never loaded for a page)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.db.models.functions import Lower
 
 from mailboxes.models import InboundMessage
 from tms.accounts.models import Staff, Tenant
-from tms.db import by_each_key, model_rows
 from tms.rows import Row
 
 from .models import Activity, Contact, Customer, CustomerDomain, FiledMessage, Shipment, Status, place
@@ -116,21 +113,6 @@ def shipment_get(*, tenant: Tenant, public_id: Any) -> Shipment | None:
 
 def shipment_by_number(*, tenant: Tenant, number: str) -> Shipment | None:
     return cast(Shipment | None, Shipment.objects.for_tenant(tenant).filter(number__iexact=number.strip()).first())
-
-
-def shipments_by_number(*, tenant: Tenant, numbers: Iterable[str]) -> list[Shipment]:
-    """The tenant's shipments with these numbers (exact), newest first.
-
-    On PostgreSQL one lookup a number by shipment_number_unique, (number, tenant), the tenant
-    checked on each row found (tms.db.by_each_key says why: a tenant the statistics have not seen
-    would otherwise be read whole through its own index, every batch of a first import)."""
-    wanted = sorted(set(numbers))
-    if not wanted:
-        return []
-    if connection.vendor != "postgresql":
-        return list(Shipment.objects.for_tenant(tenant).filter(number__in=wanted))
-    source = by_each_key(Shipment, ("varchar", "number = each_key.value AND tenant_id + 0 = %s"))
-    return model_rows(Shipment, "TRUE", [wanted, tenant.pk], order_by="created_at DESC, id DESC", source=source)
 
 
 def shipment_timeline(*, shipment: Shipment) -> list[Activity]:

@@ -33,7 +33,7 @@ from tms.db import AnyOf, by_each_key, columns_insert, model_rows, rows_insert
 from .domains import domain_normalise, domain_of, is_free_mail
 from .excerpt import message_excerpt
 from .models import Activity, Contact, Customer, CustomerDomain, FiledMessage, Shipment, ShipmentCounter, Status
-from .selectors import contact_by_email, reply_defaults, shipment_timeline, shipments_by_number, thread_references
+from .selectors import contact_by_email, reply_defaults, shipment_timeline, thread_references
 
 logger = logging.getLogger(__name__)
 
@@ -915,7 +915,7 @@ def _referenced_shipments(*, tenant: Tenant, classification: Any, cache: dict[st
     wanted = set(refs.values())
     found = _refs_prefetched(tenant=tenant, wanted=wanted, cache=cache)
     if found is None:
-        found = {s.number: s for s in shipments_by_number(tenant=tenant, numbers=wanted)}
+        found = {s.number: s for s in Shipment.objects.for_tenant(tenant).filter(number__in=wanted)}
     known = [found[n] for n in dict.fromkeys(refs.values()) if n in found]
     return known, [ref for ref, number in refs.items() if number not in found]
 
@@ -933,7 +933,11 @@ def _refs_prefetched(*, tenant: Tenant, wanted: set[str], cache: dict[str, Any] 
         for verdict in verdicts.values():
             numbers.update(shipment_numbers_for_refs(
                 tenant=tenant, refs=getattr(verdict, "shipment_refs", None) or ()).values())
-        entry = (numbers, {s.number: s for s in shipments_by_number(tenant=tenant, numbers=numbers)})
+        if transaction.get_connection().vendor == "postgresql":  # the ORM's query, written once
+            rows = model_rows(Shipment, "tenant_id = %s AND number = ANY(%s::varchar[])", [tenant.pk, list(numbers)])
+        else:
+            rows = list(Shipment.objects.for_tenant(tenant).filter(number__in=numbers))
+        entry = (numbers, {s.number: s for s in rows})
         cache[_REFS][tenant.pk] = entry
     covered, found = entry
     return found if wanted <= covered else None

@@ -287,9 +287,8 @@ def _insert_sql(model: type[models.Model], connection: BaseDatabaseWrapper, fiel
 
 
 def model_rows(model: type[M], where: str, params: Sequence[Any], *, order_by: str = "", lock: bool = False,
-               defer: Sequence[str] = (), annotations: Sequence[tuple[str, str]] = (), source: str = "",
-               limit: int | None = None) -> list[M]:
-    """`SELECT <the model's columns> FROM <its table> WHERE <where> [ORDER BY ...] [LIMIT ...] [FOR UPDATE]` as
+               defer: Sequence[str] = (), annotations: Sequence[tuple[str, str]] = (), source: str = "") -> list[M]:
+    """`SELECT <the model's columns> FROM <its table> WHERE <where> [ORDER BY ...] [FOR UPDATE]` as
     model instances, as the ORM's query would give them: each column through its field's
     converters (a JSONField's decoding), Model.from_db (the instances' state saved, `defer`red
     fields left to load on access), each of `annotations` - (attribute, SQL expression) - set on
@@ -305,9 +304,9 @@ def model_rows(model: type[M], where: str, params: Sequence[Any], *, order_by: s
     locking = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     source = source or connection.ops.quote_name(model._meta.db_table)
     sql = (f"SELECT {columns}{extra} FROM {source} WHERE {where}"  # noqa: S608
-           + (f" ORDER BY {order_by}" if order_by else "") + (" LIMIT %s" if limit is not None else "") + locking)
+           + (f" ORDER BY {order_by}" if order_by else "") + locking)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit] if limit is not None else params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     width = len(attnames)
     out: list[M] = []
