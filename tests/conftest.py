@@ -16,6 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from tms.settings import postgres_options
+
 pytest_plugins = ["tests.testbed.fixtures", "tests.fixtures", "tests.reliability.secrets_plugin"]
 
 
@@ -39,9 +41,9 @@ def django_db_modify_db_settings(postgres_url: str) -> None:
     default: dict[str, Any] = settings.DATABASES["default"]  # type: ignore[assignment]
     for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT"):
         default[key] = parsed.get(key, "")
-    # The SQLite pragmas do not apply; parameters bound on the server, as production does it
-    # (tms/settings.py, DATABASE_SERVER_SIDE_BINDING).
-    default["OPTIONS"] = {"server_side_binding": os.environ.get("DATABASE_SERVER_SIDE_BINDING", "true") != "false"}
+    # The SQLite pragmas do not apply; PostgreSQL's options as production has them (parameters bound
+    # on the server, JIT off: tms/settings.py, postgres_options).
+    default["OPTIONS"] = postgres_options(parsed.get("OPTIONS") or {})
     default["CONN_MAX_AGE"] = 0
     default["TEST"]["NAME"] = "test_tms"
     # A connection object made before this point (by an import) would keep SQLite's backend class.

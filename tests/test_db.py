@@ -194,3 +194,11 @@ def test_a_pass_asks_for_the_unfinished_messages_without_reading_the_processed_o
     read = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes if "Index Name" in n)
     assert {n["Index Name"] for n in nodes if "Index Name" in n} >= {"inbound_awaiting_action"}
     assert read <= 3  # the unfinished ones, not the 3,000 processed
+
+
+def test_the_apps_connections_run_without_jit() -> None:
+    # A big table's lookups pass jit_above_cost: 20 ms of compiling a batch for a 1-2 ms lookup
+    # (tms/settings.py, postgres_options).
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"

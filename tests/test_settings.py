@@ -49,6 +49,7 @@ def test_it_starts_with_nothing_set_and_keeps_generated_keys_under_var(tmp_path:
         ({"MAILBOX_POLL_INTERVAL": "soon"}, "MAILBOX_POLL_INTERVAL"),
         ({"RELAY_SMTP_URL": "ftp://relay"}, "RELAY_SMTP_URL"),
         ({"GOOGLE_TOKEN_URI": "http://insecure/token"}, "GOOGLE_TOKEN_URI"),
+        ({"DATABASE_URL": "postgres://u@db.example/tms", "DATABASE_JIT": "off; DROP"}, "DATABASE_JIT"),
     ],
 )
 def test_it_stops_on_a_bad_value_naming_the_variable(tmp_path: Path, env: dict[str, str], named: str) -> None:
@@ -62,3 +63,17 @@ def test_it_accepts_production_settings(tmp_path: Path) -> None:
                    ALLOWED_HOSTS="tms.example.com", DATABASE_URL="postgres://u@db.example:5432/tms")
     assert result.returncode == 0, result.stderr
     assert "postgresql" in result.stdout
+
+
+@pytest.mark.parametrize(("jit", "options"), [(None, "-c jit=off"), ("on", "-c jit=on"), ("", None)])
+def test_postgresql_runs_without_jit_unless_asked(tmp_path: Path, jit: str | None, options: str | None) -> None:
+    env = {"DATABASE_URL": "postgres://u@db.example:5432/tms", **({"DATABASE_JIT": jit} if jit is not None else {})}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                               "print(settings.DATABASES['default']['OPTIONS'].get('options'))"],
+        cwd=ROOT, env={**base, "VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "tms.settings", **env},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(options)

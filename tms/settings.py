@@ -170,6 +170,31 @@ TEMPLATES = [
 
 # ----------------------------------------------------------------------------- database
 
+
+def postgres_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A PostgreSQL connection's OPTIONS (tests/conftest.py uses them too): those of DATABASE_URL,
+    and what DATABASE_SERVER_SIDE_BINDING and DATABASE_JIT ask for."""
+    options = dict(options)
+    if env_bool("DATABASE_SERVER_SIDE_BINDING", True):
+        # Parameters sent apart from the SQL (psycopg's server-side binding) instead of quoted into
+        # it by the client: bytes travel as binary, nothing is escaped (bench/README.md, "Ingest").
+        # No statement is prepared (Django's default), so a pooler in transaction mode still works.
+        options["server_side_binding"] = True
+    jit = env_str("DATABASE_JIT", "off").lower()
+    if jit not in ("", "on", "off"):
+        raise ImproperlyConfigured("DATABASE_JIT: on, off, or empty for the server's own setting")
+    if jit:
+        # PostgreSQL compiles a query to machine code (JIT) once its estimated cost passes
+        # jit_above_cost, which a big table's lookups do: 20 ms a lookup of a batch's Message-IDs at
+        # 100,000 stored messages, against 1-2 ms without (bench/README.md, ingest). Its
+        # documentation: JIT pays for long CPU-bound queries; for short ones, all this app runs, the
+        # compiling often costs more than it saves. DATABASE_JIT= (empty) leaves the server's setting:
+        # needed behind a pooler that refuses the `options` start-up parameter (PgBouncer without
+        # `ignore_startup_parameters = options`); then `ALTER DATABASE ... SET jit = off` there.
+        options["options"] = f"{options.get('options', '')} -c jit={jit}".strip()
+    return options
+
+
 _default_db = f"sqlite:///{VAR_DIR / 'tms.sqlite3'}"
 try:
     DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60)}
@@ -184,12 +209,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-        "DATABASE_SERVER_SIDE_BINDING", True):
-    # Parameters sent apart from the SQL (psycopg's server-side binding) instead of quoted into it
-    # by the client: bytes travel as binary, nothing is escaped (bench/README.md, "Ingest"). No
-    # statement is prepared (Django's default), so a pooler in transaction mode still works.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = postgres_options(DATABASES["default"].get("OPTIONS") or {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ----------------------------------------------------------------------------- auth
