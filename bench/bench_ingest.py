@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import itertools
 import json
 import multiprocessing
 import os
@@ -264,6 +265,7 @@ def run(app: App, opts: Options) -> dict[str, Any]:
                 "fetch_per_s": median([x["fetch_per_s"] for x in samples]),
                 "fetch_parse_2proc_per_s": median([x["fetch_parse_2proc_per_s"] for x in samples]),
                 "ours_per_s": ours_rate,
+                "ours_seconds": median([x["ours"]["seconds"] for x in samples]),
                 "ours_to_floor": median([x["ours_per_s"] / x["fetch_parse_2proc_per_s"] for x in samples]),
                 "ours_empty_poll_seconds": empty,
                 # what the pass adds to a poll that finds nothing: the rate once the fixed cost is paid
@@ -283,8 +285,29 @@ def run(app: App, opts: Options) -> dict[str, Any]:
                       ", ".join(f"{x['ours_per_s']:.0f} ({100 * x['ours_per_s'] / x['fetch_parse_2proc_per_s']:.0f}%)"
                                 for x in samples))
     table.print()
-    path = write_result("ingest", {"database": DB_NAME, "rows": results, "table": table.render()})
-    return {"table": table.render(), "json": str(path)}
+    flat = flatness(results)
+    flat.print()
+    path = write_result("ingest", {"database": DB_NAME, "rows": results, "table": table.render(),
+                                   "flatness": flat.render()})
+    return {"table": table.render() + "\n\n" + flat.render(), "json": str(path)}
+
+
+def flatness(results: list[dict[str, Any]]) -> Table:
+    """Is the rate flat with N? A one-shot pass costs a fixed time (start-up, login, the workers'
+    start, the last batch's drain) plus a time a message: the extra messages over the extra
+    seconds from one N to the next is the rate a message, the fixed cost left out; flat when it
+    does not fall as N grows. The fixed cost: the line through the first two points, at N = 0."""
+    table = Table("Ingest, flat with N? (ours, medians; marginal = extra messages / extra seconds)",
+                  ["from N", "to N", "seconds", "marginal msg/s", "vs the first interval", "fixed cost s"])
+    first = None
+    for low, high in itertools.pairwise(results):
+        extra = high["ours_seconds"] - low["ours_seconds"]
+        marginal = (high["n"] - low["n"]) / extra if extra > 0 else float("inf")
+        fixed = f"{low['ours_seconds'] - low['n'] / marginal:.2f}" if first is None else "-"
+        first = first or marginal
+        table.add(low["n"], high["n"], f"{low['ours_seconds']:.2f} -> {high['ours_seconds']:.2f}", marginal,
+                  f"{100 * marginal / first:.0f}%", fixed)
+    return table
 
 
 def main() -> None:
