@@ -59,7 +59,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -206,6 +206,16 @@ def intake_preparers() -> tuple[tuple[str, Preparer], ...]:
         name = f"{module}.prepare"
         if callable(function) and name not in dict(found):
             found.append((name, function))
+    return tuple(found)
+
+
+def intake_grown_models() -> tuple[type[models.Model], ...]:
+    """The models the handlers' modules name in their `GROWS`: tables an import makes grow, whose
+    statistics a big pass refreshes as it goes (reading.FolderReader.read, tms.db.statistics_refresh)."""
+    found: list[type[models.Model]] = []
+    for path, handler in intake_handlers():
+        module = getattr(handler, "__module__", None) or path.rpartition(".")[0]
+        found += [m for m in getattr(import_module(module), "GROWS", ()) if m not in found]
     return tuple(found)
 
 

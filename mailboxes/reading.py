@@ -50,7 +50,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
-from tms.db import AnyOf, by_each_key, columns_insert, executemany_returning
+from tms.db import AnyOf, by_each_key, columns_insert, executemany_returning, statistics_refresh
 from tms.logging import log_context
 
 from . import locks, metrics
@@ -60,6 +60,7 @@ from .intake import (
     PENDING,
     ArchiveFolders,
     ProcessOutcome,
+    intake_grown_models,
     messages_post_process,
     messages_process,
 )
@@ -80,6 +81,9 @@ AHEAD = 2
 # A pass applies the post-processing action to a folder in about this many parts at most (or
 # MAILBOX_ACTION_BATCH messages at a time when that is more; FolderReader.process_stored).
 ACTION_FOLDER_PARTS = 10
+# A pass refreshes the statistics of the tables its intake makes grow once it has stored this many
+# new messages, then each time it has stored 4 times as many (FolderReader.read).
+STATISTICS_FIRST = 1000
 COUNTER_KEYS = ("fetched", "new", "duplicates", "quote", "pickup", "operations", "other", "failed",
                 "quarantined", "post_processed")
 # Explicit polls (the CLI with ids) may also retry a mailbox in error; the scheduler only polls active ones.
@@ -324,6 +328,7 @@ class FolderReader:
         self.unacted: list[int] = []
         self.unacted_since = 0.0
         self.exists = 0  # messages in the folder when the pass began (SELECT's EXISTS)
+        self.analysed_at = 0  # new messages stored when the pass last refreshed the statistics
 
     def run(self, info: dict[bytes, Any] | None = None) -> None:
         """One pass over the folder; `info` is the SELECT response when the caller sent it."""
@@ -384,6 +389,7 @@ class FolderReader:
                 ahead.append((batch, self.store(batch, split=index in (0, len(batches) - 1))))
                 if len(ahead) > (AHEAD if self.pool is not None else 0):
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
+                self._statistics()
             while ahead:
                 last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
             self.act()
@@ -392,6 +398,16 @@ class FolderReader:
                 self.pool.close()
                 self.pool = None
         return last_uid
+
+    def _statistics(self) -> None:
+        """A big pass (a first import, a backlog) refreshes the statistics of the tables its intake
+        makes grow at 1,000 new messages, 4,000, 16,000...: until autovacuum gets to them (a minute
+        or more) PostgreSQL takes a new tenant for a handful of rows and answers a lookup that starts
+        with the tenant by reading all of them, every batch (bench/README.md, ingest)."""
+        if self.result.new < max(STATISTICS_FIRST, 4 * self.analysed_at):
+            return
+        self.analysed_at = self.result.new
+        statistics_refresh(*intake_grown_models())
 
     # -- cursor ---------------------------------------------------------------------------------
 

@@ -202,3 +202,24 @@ def test_the_apps_connections_run_without_jit() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == "off"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_statistics_refresh_shows_the_planner_a_new_tenants_rows(acme: Tenant, globex: Tenant) -> None:
+    from tms.db import statistics_refresh
+
+    Shipment.unscoped.bulk_create([Shipment(tenant=globex, sequence=n, number=f"G-{n}") for n in range(1, 501)])
+    assert statistics_refresh(Shipment)
+    Shipment.unscoped.bulk_create([Shipment(tenant=acme, sequence=n, number=f"A-{n}") for n in range(1, 2001)])
+
+    def estimated() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) SELECT id FROM shipments_shipment WHERE tenant_id = %s", [acme.pk])
+            return int(cursor.fetchone()[0][0]["Plan"]["Plan Rows"])
+
+    assert estimated() < 100  # what the planner believed of acme before: a handful of rows
+    assert statistics_refresh(Shipment)
+    assert estimated() > 1000
+    with transaction.atomic():  # never inside the caller's transaction (its lock would last as long)
+        assert not statistics_refresh(Shipment)
+    assert not statistics_refresh()  # nothing named: nothing analysed (not the whole database)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from django.db import connections, models, transaction
+from django.db import OperationalError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
@@ -320,6 +320,30 @@ def model_rows(model: type[M], where: str, params: Sequence[Any], *, order_by: s
             setattr(obj, name, value)
         out.append(obj)
     return out
+
+
+def statistics_refresh(*models_: type[models.Model], lock_timeout_ms: int = 1000) -> bool:
+    """ANALYZE these models' tables now (PostgreSQL; elsewhere nothing): for a bulk import, whose
+    rows the planner's statistics do not know until autovacuum gets round to them (its naptime is
+    a minute, then 10% of the table must have changed). Until then a new tenant's rows look like a
+    handful, and a lookup that starts with the tenant (`tenant_id = %s AND upper(bol_number) =
+    ANY(...)`) reads all of them through the tenant's index, every batch, growing with the import.
+
+    ANALYZE reads a sample (30,000 rows at the default statistics target) and blocks neither
+    reads nor writes; it waits for a VACUUM or ANALYZE already running on the table, so it gives
+    up after `lock_timeout_ms` (returns False), as it does, with a warning from the server and no
+    error, when the connection's role does not own the table."""
+    connection = transaction.get_connection()
+    if not models_ or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    names = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in models_)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+            cursor.execute(f"ANALYZE {names}")
+    except OperationalError:  # lock_timeout: autovacuum is at it already
+        return False
+    return True
 
 
 def by_each_key(model: type[models.Model], *conditions: tuple[str, str]) -> str:

@@ -108,6 +108,27 @@ def test_the_bigger_the_folder_the_more_messages_each_action_takes(
     assert len(subjects(dovecot, mailbox.email_address, "Archive")) == 7
 
 
+def test_a_big_pass_refreshes_the_statistics_of_what_its_intake_makes_grow(
+    bob: Staff, dovecot: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new tenant's first import: until autovacuum's next ANALYZE its shipments look like a handful
+    # of rows, and the matcher's lookup that starts with the tenant read all of them, every batch.
+    settings.MAILBOX_FETCH_BATCH, settings.MAILBOX_INTAKE_PROCESSES = 2, 0
+    settings.MAILBOX_INTAKE_HANDLERS = ["shipments.intake.handle", "documents.intake.handle"]
+    monkeypatch.setattr(reading, "STATISTICS_FIRST", 2)
+    mailbox = make_reader(bob, dovecot, post_processing="nothing")
+    for n in range(9):
+        append(dovecot, mailbox.email_address, message(f"quote {n}"))
+    refreshed = calls_in_this_process(monkeypatch, reading, "statistics_refresh",
+                                      lambda *models, **kw: [m.__name__ for m in models])
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert result.error == "" and result.new == 9
+    # At 2 new messages, then once 4 times as many are stored (8): twice, not after each of the 5 batches.
+    assert refreshed == [["Shipment"], ["Shipment"]]
+
+
 def test_it_creates_the_archive_folder_when_it_is_missing(bob: Staff, dovecot: Any) -> None:
     mailbox = make_reader(bob, dovecot, post_processing="archive", archive_folder="Processed/TMS")
     append(dovecot, mailbox.email_address, message("quote to file"))
