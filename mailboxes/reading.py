@@ -391,6 +391,11 @@ class FolderReader:
                     last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
                 self._statistics()
             while ahead:
+                if len(ahead) == 1 and self.pool is not None and self.pool.intake:
+                    # All but the last batch are done: their action runs while the workers finish
+                    # that one, instead of after it with the workers idle (the pass's last 0.1 s
+                    # at 2,000 messages).
+                    self.act()
                 last_uid = self._finish(*ahead.pop(0), last_uid=last_uid, modseq=modseq)
             self.act()
         finally:

@@ -121,6 +121,21 @@ def test_the_first_and_the_last_fetch_batch_go_to_every_worker(
     assert all(attempts == 1 and done for *_, attempts, done in outcomes(mailbox))
 
 
+def test_what_is_done_gets_its_action_while_the_workers_finish_the_last_batch(
+    dovecot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fetch batches 1:6, 7:12 and 13:16: the action on the first two runs before the pass waits
+    # for the last one (the old code ran it on all 16 at the end, the workers idle meanwhile).
+    actions = calls_in_this_process(monkeypatch, intake, "_apply", lambda client, mailbox, **kw: kw["uid_set"])
+    mailbox = corpus_mailbox(staff_of("overlap"), dovecot)
+
+    result = mailbox_poll(mailbox_id=mailbox.pk)
+
+    assert (result.error, result.new, result.failed, result.post_processed) == ("", COUNT, 0, COUNT)
+    assert actions == ["1:12", "13:16"]
+    assert all(attempts == 1 and done for *_, attempts, done in outcomes(mailbox))
+
+
 # Faults in place of prepare._intake (same arguments): the worker dies or fails before its batch
 # commits, or dies after committing it, before the polling process hears of it.
 def _dies_before(items: Any, *args: Any) -> Any:
