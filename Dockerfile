@@ -23,6 +23,9 @@ COPY pyproject.toml README.md ./
 RUN pip install .
 
 COPY . .
+# The app's bytecode built once here: with PYTHONDONTWRITEBYTECODE (and /app not writable by tms),
+# every process would otherwise compile all of it from source at start (scripts/bootstrap.sh).
+RUN python -m compileall -q tms mailboxes shipments documents classifier demo
 
 # Static files (admin, API) are collected into the image and served by WhiteNoise. Settings refuse to
 # load with DEBUG off and no secrets, so this one step gets throwaway values; they are not in the image's
