@@ -331,8 +331,9 @@ def statistics_refresh(*models_: type[models.Model], lock_timeout_ms: int = 1000
 
     ANALYZE reads a sample (30,000 rows at the default statistics target) and blocks neither
     reads nor writes; it waits for a VACUUM or ANALYZE already running on the table, so it gives
-    up after `lock_timeout_ms` (returns False), as it does, with a warning from the server and no
-    error, when the connection's role does not own the table."""
+    up after `lock_timeout_ms` and returns False (as on any other operational error: the refresh is
+    only an optimisation). A role that does not own the table gets a warning from the server, not
+    an error: the refresh is then autovacuum's alone."""
     connection = transaction.get_connection()
     if not models_ or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
@@ -341,7 +342,7 @@ def statistics_refresh(*models_: type[models.Model], lock_timeout_ms: int = 1000
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
             cursor.execute(f"ANALYZE {names}")
-    except OperationalError:  # lock_timeout: autovacuum is at it already
+    except OperationalError:  # lock_timeout (autovacuum is at it already), or worse: the next query will say
         return False
     return True
 
