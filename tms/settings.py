@@ -347,8 +347,9 @@ MAILBOX_MAX_ATTEMPTS = env_int("MAILBOX_MAX_ATTEMPTS", 3, minimum=1)  # then the
 MAILBOX_FETCH_BATCH = env_int("MAILBOX_FETCH_BATCH", 200, minimum=1)  # UIDs per FETCH (PERF-NOTES)
 MAILBOX_FETCH_BATCH_BYTES = env_int("MAILBOX_FETCH_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 # A poll applies the post-processing action (archive, mark read, delete) to this many processed
-# messages at a time, or to fewer once the first of them has waited MAILBOX_ACTION_DELAY seconds,
-# and to the rest at the end of the pass (mailboxes/reading.py; bench/README.md, "Ingest").
+# messages at a time (or a tenth of the folder, when that is more), or to fewer once the first of
+# them has waited MAILBOX_ACTION_DELAY seconds, and to the rest at the end of the pass
+# (mailboxes/reading.py; bench/README.md, "Ingest").
 MAILBOX_ACTION_BATCH = env_int("MAILBOX_ACTION_BATCH", 2000, minimum=1)
 MAILBOX_ACTION_DELAY = env_int("MAILBOX_ACTION_DELAY", 10, minimum=0)
 # Messages whose intake shares one transaction (mailboxes.intake.messages_process), at most a fetch
