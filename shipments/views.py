@@ -20,6 +20,7 @@ from tms.accounts.views import add_validation_errors, staff_required
 
 from . import selectors, services
 from .forms import CustomerForm, NoteForm, ReplyForm, ShipmentFilterForm, ShipmentForm
+from .list_rows import shipment_rows_html
 from .models import Customer, Shipment
 
 PAGE_SIZE = 50
@@ -66,8 +67,9 @@ def shipment_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.shipment_list_values(qs), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    shipments = [selectors.shipment_list_row(v) for v in page.object_list]
     return render(request, "shipments/shipment_list.html", {
-        "form": form, "page": page, "shipments": [selectors.shipment_list_row(v) for v in page.object_list],
+        "form": form, "page": page, "shipments": shipments, "shipment_rows": shipment_rows_html(shipments),
         "query": query.urlencode(),
     })
 
