@@ -83,7 +83,7 @@ def _empty_connect_dialog(request: HttpRequest, dialog: dict[str, Any]) -> str |
     """The "Edit Mailbox Connection" dialog with its empty form, as `{% include %}` would render it.
 
     It is the same HTML on every profile page but the CSRF token, and its 17 form widgets (each a
-    template of Django's form renderer) were a quarter of the page's CPU (bench/README.md, "Pages"):
+    template of Django's form renderer) were a third of the page's CPU (bench/README.md, "Pages"):
     rendered once per process and setting with a stand-in token, then the request's token put in.
     Not with DEBUG (templates edited while the server runs) or a form with errors (rendered whole)."""
     if settings.DEBUG:

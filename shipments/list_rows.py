@@ -48,8 +48,7 @@ def shipment_rows_html(rows: Sequence[Row]) -> SafeString:
                       if customer_id else '<span class="muted">—</span>'),
             origin=_escape(row["origin"] or _NONE),
             destination=_escape(row["destination"] or _NONE),
-            pickup=_escape((date_format(row["pickup_date"], "M j, Y") if row["pickup_date"] not in (None, "") else "")
-                           or _NONE),
+            pickup=_escape(date_format(row["pickup_date"], "M j, Y")) if row["pickup_date"] else _NONE,
             assigned=_escape(row["assigned_to_name"] or _NONE),
         ))
     return mark_safe("".join(out))  # noqa: S308 - every value above is escaped
