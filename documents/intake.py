@@ -13,6 +13,7 @@ from typing import Any
 
 from mailboxes.intake import IntakeContext, IntakeResult
 from mailboxes.models import InboundMessage
+from tms.tasking import tasks_run_here
 
 from . import services
 
@@ -25,10 +26,8 @@ def prepare(raw: bytes, classification: Any) -> dict[str, Any] | None:
     (`mailbox poll --once`); with a Celery worker elsewhere reading the file, the intake's
     transaction stays short and this would be wasted. None for a message without attachments
     (most of them): handle() records nothing for it."""
-    from tms.celery import app
-
     attachments = tuple(getattr(classification, "attachments", None) or ())
-    if not attachments or not app.conf.task_always_eager:
+    if not attachments or not tasks_run_here():
         return None
     return services.documents_extract_ahead(attachments=attachments)
 

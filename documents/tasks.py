@@ -15,6 +15,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+import tms.celery  # noqa: F401  (the configured app before any task is declared: tms/__init__.py)
+
 from . import services
 
 logger = logging.getLogger(__name__)

@@ -59,11 +59,16 @@ def _fast_password_hasher(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _celery_eager_from_settings() -> Iterator[None]:
-    """`mailbox poll` sets task_always_eager on the Celery app for its process; run in a test, it
-    would stay for every later test, whatever their settings say (the intake reads documents ahead
-    and finishes them in the batch when it is set). The app's own value goes after each test."""
+    """`mailbox poll` makes the tasks it sends run in its process (tms.tasking.run_tasks_here sets
+    CELERY_TASK_ALWAYS_EAGER); run in a test, that would stay for every later test, whatever their
+    settings say (the intake reads documents ahead and finishes them in the batch when it is set).
+    The setting's value goes back after each test, and a value set on the Celery app itself goes."""
+    from django.conf import settings
+
     from tms.celery import app
 
+    before = settings.CELERY_TASK_ALWAYS_EAGER
     yield
+    settings.CELERY_TASK_ALWAYS_EAGER = before
     with contextlib.suppress(KeyError):  # not set on the app: it follows the settings already
         del app.conf["task_always_eager"]

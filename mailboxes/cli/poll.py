@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailboxes import reading
 from mailboxes.models import Mailbox
+from tms.tasking import run_tasks_here
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -36,9 +37,7 @@ def run(command: BaseCommand, options: dict[str, Any]) -> None:
             raise CommandError(f"no mailbox with id {', '.join(missing)}")
     # The pass is synchronous all the way: what intake hands to Celery after commit (document
     # processing, notifications) runs here, in this process, before the command returns.
-    from tms.celery import app
-
-    app.conf.task_always_eager = True
+    run_tasks_here()
     while True:
         _pass(command, ids, as_json=options["json"])
         if options["once"]:
