@@ -14,7 +14,10 @@ page with a pager (the mailbox list showed all of them at once before).
   cookie, for D seconds per page; p50/p95/p99 from wrk's own latency histogram. The baseline is
   a logged-in list page with no rows (/customers/: the tenant has none) under the same load: the
   floor of this stack (Django, the session and tenant middleware, the base template) here.
-  (/healthz is no floor: it opens a new broker connection per request.)
+  (/healthz is no floor: it opens a new broker connection per request.) Below it, two ceilings in
+  the same run and gunicorn configuration: the server alone (bench/hello_wsgi.py, 5 bytes, no
+  Django) and Django alone (bench/floor_settings.py: the app's settings and middleware, the session
+  and the logged-in user's query, then a view answering 5 bytes: no template, no query of its own).
 - Think time: the run above is a closed loop (every client sends its next request the moment the
   last one returns), so it measures saturation throughput, and its mean latency is 50 / throughput
   whatever the page. People wait between page loads: the floor and both lists again with the same
@@ -61,6 +64,9 @@ THINK_MS = int(os.environ.get("BENCH_PAGES_THINK_MS", "1000"))
 PAGES = {"shipment list": "/shipments/", "mailbox list (profile)": "/profile/"}
 BASELINE = ("floor: /customers/ with 0 rows", "/customers/")
 SERVER_FLOOR = "server alone: a 5-byte WSGI app, no Django"  # bench/hello_wsgi.py, same gunicorn configuration
+# bench/floor_settings.py: the app's middleware, session and logged-in user, then 5 bytes (no template, no query
+# of its own), same gunicorn configuration: what any logged-in page of this stack costs at least.
+DJANGO_FLOOR = "Django alone: a logged-in 5-byte view, the app's middleware"
 SERVER = f"tms/gunicorn_conf.py ({2 * (os.cpu_count() or 1)} sync workers)"
 
 LUA = """
@@ -161,13 +167,14 @@ def session_cookie(staff: Any) -> str:
 
 
 class Gunicorn:
-    def __init__(self, app: App, port: int, wsgi: str = "tms.wsgi:application") -> None:
+    def __init__(self, app: App, port: int, wsgi: str = "tms.wsgi:application", settings: str | None = None) -> None:
         self.port = port
         self.log = app.log(f"pages-gunicorn-{port}")
+        env = {**app.env, "DJANGO_SETTINGS_MODULE": settings} if settings else app.env
         self.proc = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), wsgi, "--config", "tms/gunicorn_conf.py",
              "--bind", f"127.0.0.1:{port}"],
-            env=app.env, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
+            env=env, cwd=ROOT, stdout=open(self.log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True)
         if http_wait(f"http://127.0.0.1:{port}/healthz", self.proc, 60):
             return
@@ -293,6 +300,15 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
         if status_few != 200 or status_many != 200:
             raise RuntimeError(f"{path}: status {status_few} / {status_many}")
         counts[name] = {"10 rows": few, "1,000 rows": many}
+    from django.test.utils import override_settings
+
+    from bench.floor_urls import FLOOR_PATH
+
+    with override_settings(ROOT_URLCONF="bench.floor_urls"):
+        floor_queries, floor_status = queries(small, FLOOR_PATH)
+    if floor_status != 200:
+        raise RuntimeError(f"{FLOOR_PATH}: status {floor_status}")
+    counts[DJANGO_FLOOR] = {"10 rows": floor_queries}
     script = app.tb.workdir / "wrk-report.lua"
     script.write_text(LUA)
     think_script = app.tb.workdir / "wrk-think.lua"
@@ -315,6 +331,25 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
             (bare.worker_cpu_seconds() - began_cpu) * 1000 / max(1, latency[SERVER_FLOOR]["requests"]))
     finally:
         bare.stop()
+    # Django with the app's middleware and a logged-in session, answering 5 bytes: the ceiling of any page here.
+    django_floor = Gunicorn(app, free_port(), settings="bench.floor_settings")
+    try:
+        url = f"http://127.0.0.1:{django_floor.port}{FLOOR_PATH}"
+        answer = urllib.request.urlopen(urllib.request.Request(url, headers={"Cookie": f"sessionid={cookie}"}),
+                                        timeout=30)
+        if answer.geturl() != url or answer.read() != b"hello":
+            raise RuntimeError(f"{FLOOR_PATH}: not the logged-in 5 bytes (redirected to {answer.geturl()})")
+        single[DJANGO_FLOOR] = wrk(binary, url, cookie, max(2, seconds // 2), str(script), connections=1)
+        began_cpu = django_floor.worker_cpu_seconds()
+        latency[DJANGO_FLOOR] = wrk(binary, url, cookie, seconds, str(script))
+        latency[DJANGO_FLOOR]["worker_cpu_ms"] = (
+            (django_floor.worker_cpu_seconds() - began_cpu) * 1000 / max(1, latency[DJANGO_FLOOR]["requests"]))
+        if latency[DJANGO_FLOOR]["non2xx"]:
+            raise RuntimeError(f"{FLOOR_PATH}: {latency[DJANGO_FLOOR]}")
+        print(f"pages {DJANGO_FLOOR}: 50 clients p95 {latency[DJANGO_FLOOR]['p95_ms']:.0f} ms at "
+              f"{latency[DJANGO_FLOOR]['per_second']:.0f}/s", flush=True)
+    finally:
+        django_floor.stop()
     server = Gunicorn(app, free_port())
     proxy = None
     try:
@@ -359,6 +394,10 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
     table.add(SERVER_FLOOR, "-", "-", single[SERVER_FLOOR]["p50_ms"], bare_row["per_second"], bare_row["p50_ms"],
               bare_row["p95_ms"], bare_row["p99_ms"], f"{ratio(bare_row['p95_ms'], floor['p95_ms']):.2f}x",
               f"{bare_row['worker_cpu_ms']:.2f}")
+    alone = latency[DJANGO_FLOOR]
+    table.add(DJANGO_FLOOR, floor_queries, "-", single[DJANGO_FLOOR]["p50_ms"], alone["per_second"], alone["p50_ms"],
+              alone["p95_ms"], alone["p99_ms"], f"{ratio(alone['p95_ms'], floor['p95_ms']):.2f}x",
+              f"{alone['worker_cpu_ms']:.2f}")
     table.add(BASELINE[0], "-", "-", single[BASELINE[0]]["p50_ms"], floor["per_second"], floor["p50_ms"],
               floor["p95_ms"], floor["p99_ms"], "1.00x", f"{floor['worker_cpu_ms']:.2f}")
     for name in PAGES:
