@@ -191,6 +191,16 @@ class Gunicorn:
                 total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
 
+    def measure(self, binary: str, url: str, cookie: str, seconds: int, script: str) -> tuple[dict[str, Any],
+                                                                                           dict[str, Any]]:
+        """One client first (the service time, no queueing), then 50 clients at saturation with the
+        workers' CPU a request ("worker_cpu_ms": less noisy than latency on a shared machine)."""
+        one = wrk(binary, url, cookie, max(2, seconds // 2), script, connections=1)
+        began_cpu = self.worker_cpu_seconds()
+        fifty = wrk(binary, url, cookie, seconds, script)
+        fifty["worker_cpu_ms"] = (self.worker_cpu_seconds() - began_cpu) * 1000 / max(1, fifty["requests"])
+        return one, fifty
+
     def stop(self) -> None:
         group_stop(self.proc)
 
@@ -323,12 +333,8 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
     # is near the goal, no page can be under it (50 clients always waiting: p95 >= 50 / requests/s).
     bare = Gunicorn(app, free_port(), wsgi="bench.hello_wsgi:application")
     try:
-        url = f"http://127.0.0.1:{bare.port}/"
-        single[SERVER_FLOOR] = wrk(binary, url, cookie, max(2, seconds // 2), str(script), connections=1)
-        began_cpu = bare.worker_cpu_seconds()
-        latency[SERVER_FLOOR] = wrk(binary, url, cookie, seconds, str(script))
-        latency[SERVER_FLOOR]["worker_cpu_ms"] = (
-            (bare.worker_cpu_seconds() - began_cpu) * 1000 / max(1, latency[SERVER_FLOOR]["requests"]))
+        single[SERVER_FLOOR], latency[SERVER_FLOOR] = bare.measure(
+            binary, f"http://127.0.0.1:{bare.port}/", cookie, seconds, str(script))
     finally:
         bare.stop()
     # Django with the app's middleware and a logged-in session, answering 5 bytes: the ceiling of any page here.
@@ -339,11 +345,7 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
                                         timeout=30)
         if answer.geturl() != url or answer.read() != b"hello":
             raise RuntimeError(f"{FLOOR_PATH}: not the logged-in 5 bytes (redirected to {answer.geturl()})")
-        single[DJANGO_FLOOR] = wrk(binary, url, cookie, max(2, seconds // 2), str(script), connections=1)
-        began_cpu = django_floor.worker_cpu_seconds()
-        latency[DJANGO_FLOOR] = wrk(binary, url, cookie, seconds, str(script))
-        latency[DJANGO_FLOOR]["worker_cpu_ms"] = (
-            (django_floor.worker_cpu_seconds() - began_cpu) * 1000 / max(1, latency[DJANGO_FLOOR]["requests"]))
+        single[DJANGO_FLOOR], latency[DJANGO_FLOOR] = django_floor.measure(binary, url, cookie, seconds, str(script))
         if latency[DJANGO_FLOOR]["non2xx"]:
             raise RuntimeError(f"{FLOOR_PATH}: {latency[DJANGO_FLOOR]}")
         print(f"pages {DJANGO_FLOOR}: 50 clients p95 {latency[DJANGO_FLOOR]['p95_ms']:.0f} ms at "
@@ -364,13 +366,7 @@ def run(app: App, opts: Options, think_ms: int = THINK_MS) -> dict[str, Any]:
                     raise RuntimeError("the shipment list does not show a page of 50 shipments: not logged in?")
                 if path == "/profile/" and body.count(b"<tr data-mailbox=") != 50:
                     raise RuntimeError("the mailbox list does not show a page of 50 mailboxes: not logged in?")
-            # One client first: the service time of the page, without queueing.
-            single[name] = wrk(binary, base + path, cookie, max(2, seconds // 2), str(script), connections=1)
-            began_cpu = server.worker_cpu_seconds()
-            latency[name] = wrk(binary, base + path, cookie, seconds, str(script))
-            # CPU of the gunicorn workers per request: less noisy than latency on a shared machine
-            latency[name]["worker_cpu_ms"] = (
-                (server.worker_cpu_seconds() - began_cpu) * 1000 / max(1, latency[name]["requests"]))
+            single[name], latency[name] = server.measure(binary, base + path, cookie, seconds, str(script))
             if latency[name]["non2xx"] or single[name]["non2xx"]:
                 raise RuntimeError(f"{path}: {latency[name]}")
             print(f"pages {name}: 1 client p50 {single[name]['p50_ms']:.0f} ms; 50 clients p95 "
