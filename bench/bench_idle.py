@@ -31,6 +31,7 @@ import contextlib
 import imaplib
 import multiprocessing
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -153,7 +154,16 @@ class Worker:
         return sizes
 
     def stop(self) -> None:
-        group_stop(self.proc)
+        """A warm shutdown, as `docker stop` (SIGTERM to the main process only) does: the tasks
+        running finish, and with them the locks they hold are released. SIGTERM to the whole group
+        reached the pool's children too, which Celery leaves at SIGTERM's default: a chunk that had
+        just recorded its mailboxes as polled died before releasing their locks, and the next cycle
+        skipped them for the locks' 2 minutes (the restart cycle then never finished)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(60)
+        group_stop(self.proc)  # whatever is left (nothing after a warm shutdown)
 
 
 def cycle(ids: list[int], timeout: float = 600) -> float:
@@ -172,7 +182,30 @@ def cycle(ids: list[int], timeout: float = 600) -> float:
         if pending == 0:
             return time.perf_counter() - began
         time.sleep(0.05)
-    raise RuntimeError(f"cycle not done after {timeout} s")
+    raise RuntimeError(f"cycle not done after {timeout} s: {_stuck(ids, began_at)}")
+
+
+def _stuck(ids: list[int], began_at: Any) -> str:
+    """Why a cycle did not finish: the mailboxes not polled since it began, by what their rows and
+    their poll locks say."""
+    from collections import Counter
+
+    from mailboxes import locks
+    from mailboxes.models import Mailbox
+
+    rows = list(Mailbox.unscoped.filter(pk__in=ids).exclude(last_polled_at__gte=began_at)
+                .values("pk", "status", "next_poll_at", "last_error"))
+    locked = 0
+    for row in rows:  # taken for a second and given back at once: only a lock someone holds refuses
+        lock = locks.acquire(locks.mailbox_poll_key(row["pk"]), ttl=1)
+        if lock is None:
+            locked += 1
+        else:
+            locks.release(lock)
+    errors = Counter(row["last_error"][:120] for row in rows if row["last_error"])
+    due_later = sum(1 for row in rows if row["next_poll_at"] and row["next_poll_at"] > began_at)
+    return (f"{len(rows)} of {len(ids)} not polled; {locked} locked; {due_later} claimed (next poll set); "
+            f"statuses {dict(Counter(row['status'] for row in rows))}; errors {dict(errors.most_common(3))}")
 
 
 # ----------------------------------------------------------------------------- IDLE
