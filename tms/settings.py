@@ -392,9 +392,10 @@ REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
 # Redis instead of the database (bench/README.md, "Pages"); every write still goes to the database,
 # so a flushed or restarted Redis logs nobody out (while Redis is down, pages fail as polling and
 # sending do). Without Redis: database sessions and a per-process cache (a per-process session
-# cache would keep a session alive in one process after a logout in another).
+# cache would keep a session alive in one process after a logout in another). tms.cache.RedisCache is
+# Django's Redis cache keeping one client object instead of building one per call (~0.14 ms each).
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    CACHES = {"default": {"BACKEND": "tms.cache.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": "tms-cache",
                           "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

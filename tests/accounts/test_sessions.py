@@ -72,14 +72,39 @@ def redis_sessions(redis_server: Any, settings: Any) -> Iterator[redis.Redis]:
     from django.core.cache import caches
 
     url = redis_server.url_for(11)
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
-                                   "KEY_PREFIX": "tms-cache"}}
+    settings.CACHES = {"default": {"BACKEND": "tms.cache.RedisCache", "LOCATION": url, "KEY_PREFIX": "tms-cache"}}
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     client = redis.Redis.from_url(url, socket_timeout=5)
     client.flushdb()
     yield client
     client.flushdb()
     caches["default"].close()
+
+
+def test_the_cache_keeps_one_redis_client_and_works_in_a_forked_child(redis_sessions: redis.Redis) -> None:
+    """tms.cache.RedisCache: one redis.Redis for every call (Django's builds one per call), still
+    usable in a process forked after the parent used it (gunicorn and Celery fork)."""
+    import multiprocessing
+
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    cache.set("greeting", "hello", 60)
+    assert cache.get("greeting") == "hello"
+    inner = cache._cache  # type: ignore[attr-defined]
+    assert inner.get_client("greeting") is inner.get_client("other", write=True)
+    assert redis_sessions.get(cache.make_key("greeting")) is not None  # really in Redis
+
+    def child(out: Any) -> None:
+        cache.set("from-child", "ok", 60)
+        out.send(cache.get("greeting"))
+
+    reader, writer = multiprocessing.get_context("fork").Pipe(duplex=False)
+    proc = multiprocessing.get_context("fork").Process(target=child, args=(writer,))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0 and reader.poll(1) and reader.recv() == "hello"
+    assert cache.get("from-child") == "ok"
 
 
 def test_it_reads_the_session_from_redis_not_the_database(redis_sessions: redis.Redis, bob: Staff) -> None:
