@@ -188,8 +188,6 @@ def cycle(ids: list[int], timeout: float = 600) -> float:
 def _stuck(ids: list[int], began_at: Any) -> str:
     """Why a cycle did not finish: the mailboxes not polled since it began, by what their rows and
     their poll locks say."""
-    from collections import Counter
-
     from mailboxes import locks
     from mailboxes.models import Mailbox
 
